@@ -1,0 +1,56 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+        .library(name: "SluiceRedis", targets: ["SluiceRedis"]),
+        .library(name: "SluiceLimiter", targets: ["SluiceLimiter"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // hiredis 0.14 from Debian's libhiredis-dev (RESP2, no TLS).
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
+        ),
+        // Redis client: thread-owned hiredis connections with auto-pipelining, and a small pool.
+        .target(
+            name: "SluiceRedis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // GCRA rate limiter over the scripts in lua/ (embedded at build time through the `lua` symlink).
+        .target(
+            name: "SluiceLimiter",
+            dependencies: ["SluiceRedis"],
+            resources: [.embedInCode("lua/gcra.lua")]
+        ),
+        // Secrets from environment variables or `*_FILE` secret files.
+        .target(name: "SluiceSecrets"),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceRedis", "SluiceLimiter", "SluiceSecrets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Starts real redis-server processes for the tests; never linked into the product.
+        .target(name: "SluiceTestSupport", dependencies: ["SluiceRedis"]),
+        .testTarget(name: "SluiceRedisTests", dependencies: ["SluiceRedis", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceLimiter", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceSecretsTests", dependencies: ["SluiceSecrets"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

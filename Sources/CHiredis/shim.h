@@ -1,0 +1,4 @@
+#ifndef SLUICE_CHIREDIS_SHIM_H
+#define SLUICE_CHIREDIS_SHIM_H
+#include <hiredis/hiredis.h>
+#endif

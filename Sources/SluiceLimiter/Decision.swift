@@ -1,0 +1,29 @@
+/// The outcome of a rate-limit check over all policies of one key.
+public struct Decision: Sendable, Equatable {
+    /// The state of one policy after the check.
+    public struct PolicyState: Sendable, Equatable {
+        public var policy: Policy
+        /// Requests this policy would still admit now.
+        public var remaining: Int
+        /// When this policy alone would admit the request; `nil` if it admits it now.
+        public var retryAfter: Duration?
+        /// Until this policy is back at full burst.
+        public var resetAfter: Duration
+    }
+
+    /// True when the request was admitted and charged to every policy.
+    public var isAllowed: Bool
+    /// The deciding policy: when denied the one with the longest wait, otherwise the one with the
+    /// fewest remaining requests.
+    public var policy: Policy
+    public var remaining: Int
+    /// When the same request could be admitted; `nil` when admitted, or when it never can be
+    /// (its cost exceeds the deciding policy's burst).
+    public var retryAfter: Duration?
+    public var resetAfter: Duration
+    /// Every policy, in the order given to the check.
+    public var states: [PolicyState]
+
+    /// The deciding policy's burst: the most that can ever be admitted at once.
+    public var limit: Int { policy.burst }
+}

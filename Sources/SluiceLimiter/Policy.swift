@@ -1,0 +1,91 @@
+/// A GCRA rate-limit policy: `rate` requests per `period`, with bursts of up to `burst`.
+///
+/// Encoded as `{"name": "default", "rate": 10, "period": 1, "burst": 20}` (period in seconds).
+/// A daily quota is a policy too: `rate` = `burst` = the quota, `period` = 86 400 s (a rolling day).
+public struct Policy: Sendable, Hashable, Codable {
+    /// Names the policy in Redis keys and in `RateLimit` headers: `[a-z0-9_-]{1,32}`.
+    public var name: String
+    /// Requests admitted per period, ≥ 1.
+    public var rate: Int
+    public var period: Duration
+    /// Requests that may be admitted at once from a full bucket, ≥ 1.
+    public var burst: Int
+
+    public init(name: String = "default", rate: Int, period: Duration = .seconds(1), burst: Int? = nil) {
+        self.name = name
+        self.rate = rate
+        self.period = period
+        self.burst = burst ?? rate
+    }
+
+    /// A rolling 24-hour quota of `limit` requests.
+    public static func daily(_ limit: Int, name: String = "daily") -> Policy {
+        Policy(name: name, rate: limit, period: .seconds(86_400), burst: limit)
+    }
+
+    /// The time between two admissions at a steady rate.
+    public var emissionInterval: Duration { period / rate }
+
+    /// `nil` when valid, else what is wrong.
+    public var validationError: String? {
+        if !Self.isValidName(name) { return "policy name must be 1-32 characters of a-z, 0-9, '_' or '-'" }
+        if rate < 1 { return "rate must be at least 1" }
+        if burst < 1 { return "burst must be at least 1" }
+        if period < .microseconds(1) || period > .seconds(1_000_000_000) { return "period must be between 1 µs and 10^9 s" }
+        return nil
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        (1...32).contains(name.utf8.count)
+            && name.utf8.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            }
+    }
+
+    /// Seconds as the script reads them (`"%.6f"`-style, no exponent).
+    var periodArgument: String {
+        let (seconds, attoseconds) = period.components
+        let micros = attoseconds / 1_000_000_000_000
+        return micros == 0 ? String(seconds) : "\(seconds).\(String(micros).leftPadded(to: 6))"
+    }
+
+    private enum CodingKeys: String, CodingKey { case name, rate, period, burst }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let seconds = try container.decode(Double.self, forKey: .period)
+        guard seconds.isFinite, seconds > 0, seconds <= 1e9 else {
+            throw DecodingError.dataCorruptedError(forKey: .period, in: container, debugDescription: "period must be seconds > 0")
+        }
+        let rate = try container.decode(Int.self, forKey: .rate)
+        self.init(
+            name: try container.decodeIfPresent(String.self, forKey: .name) ?? "default",
+            rate: rate,
+            period: .microseconds(Int64((seconds * 1_000_000).rounded())),
+            burst: try container.decodeIfPresent(Int.self, forKey: .burst) ?? rate
+        )
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(rate, forKey: .rate)
+        try container.encode(period.seconds, forKey: .period)
+        try container.encode(burst, forKey: .burst)
+    }
+}
+
+extension Duration {
+    /// The duration in (fractional) seconds.
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

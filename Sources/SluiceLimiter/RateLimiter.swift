@@ -1,0 +1,104 @@
+import SluiceRedis
+
+/// Exact, global GCRA rate limiting in Redis.
+///
+/// Every check is one `EVALSHA` of `lua/gcra.lua` covering all policies of a key, so any number of
+/// replicas share one limit and a multi-policy check is all-or-nothing. Time is Redis' `TIME`, not
+/// the replica's clock: replicas with skewed clocks still agree.
+///
+/// State lives under `<namespace>:{<key>}:<policy name>`. The hash tag `{<key>}` puts all state of
+/// one API key in one Redis Cluster slot, which the multi-key script requires there.
+public struct RateLimiter: Sendable {
+    /// `lua/gcra.lua`, embedded at build time; nothing reads `lua/` at run time.
+    public static let script = RedisScript(name: "gcra", source: PackageResources.gcra_lua)
+
+    public let client: RedisClient
+    public let namespace: String
+
+    public init(client: RedisClient, namespace: String = "sluice:rl") {
+        self.client = client
+        self.namespace = namespace
+    }
+
+    /// Checks `cost` requests for `key` against every policy; admits and charges all of them, or none.
+    ///
+    /// A cost of 0 inspects the state without changing it.
+    public func check(key: String, policies: [Policy], cost: Int = 1) async throws(RateLimitError) -> Decision {
+        try validate(key: key, policies: policies, cost: cost)
+        let keys = policies.map { redisKey(for: key, policy: $0) }
+        let arguments = policies.flatMap { [String($0.burst), String($0.rate), $0.periodArgument, String(cost)] }
+        let reply: RedisReply
+        do {
+            reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments)
+        } catch {
+            throw .redis(error)
+        }
+        return try Self.decode(reply, policies: policies, cost: cost)
+    }
+
+    /// Forgets the state of `key` for these policies (back to full burst).
+    public func reset(key: String, policies: [Policy]) async throws(RateLimitError) {
+        try validate(key: key, policies: policies, cost: 0)
+        do {
+            _ = try await client.send(RedisCommand("DEL", policies.map { redisKey(for: key, policy: $0) }))
+        } catch {
+            throw .redis(error)
+        }
+    }
+
+    /// The Redis key holding one policy's state for `key`.
+    public func redisKey(for key: String, policy: Policy) -> String {
+        "\(namespace):{\(key)}:\(policy.name)"
+    }
+
+    private func validate(key: String, policies: [Policy], cost: Int) throws(RateLimitError) {
+        guard !key.isEmpty, key.utf8.count <= 128, !key.contains("{"), !key.contains("}") else {
+            throw .invalidArguments("key must be 1-128 characters without braces")
+        }
+        guard !policies.isEmpty else { throw .invalidArguments("at least one policy is required") }
+        guard Set(policies.map(\.name)).count == policies.count else {
+            throw .invalidArguments("policy names must be unique")
+        }
+        for policy in policies {
+            if let problem = policy.validationError { throw .invalidArguments("\(policy.name): \(problem)") }
+        }
+        guard cost >= 0 else { throw .invalidArguments("cost must be >= 0") }
+    }
+
+    /// Decodes the script's reply (see the contract at the top of `lua/gcra.lua`).
+    static func decode(_ reply: RedisReply, policies: [Policy], cost: Int) throws(RateLimitError) -> Decision {
+        guard let fields = reply.array, fields.count == 5 + 3 * policies.count,
+            let allowed = fields[0].int, let remaining = fields[1].int,
+            let retryAfter = fields[2].double, let resetAfter = fields[3].double,
+            let decisive = fields[4].int, policies.indices.contains(decisive - 1)
+        else {
+            throw .redis(.unexpectedReply("gcra answered \(reply)"))
+        }
+        var states: [Decision.PolicyState] = []
+        for (index, policy) in policies.enumerated() {
+            let base = 5 + 3 * index
+            guard let remaining = fields[base].int, let retry = fields[base + 1].double, let reset = fields[base + 2].double else {
+                throw .redis(.unexpectedReply("gcra answered \(reply)"))
+            }
+            states.append(
+                Decision.PolicyState(
+                    policy: policy,
+                    remaining: remaining,
+                    retryAfter: retry < 0 ? nil : .seconds(retry),
+                    resetAfter: .seconds(reset)
+                )
+            )
+        }
+        let policy = policies[decisive - 1]
+        // A cost of 0 is never "admitted" by the script (allowed = cost = 0) but is not a denial.
+        let isAllowed = cost == 0 ? retryAfter < 0 : allowed > 0
+        return Decision(
+            isAllowed: isAllowed,
+            policy: policy,
+            remaining: remaining,
+            retryAfter: isAllowed || cost > policy.burst ? nil : .seconds(retryAfter),
+            resetAfter: .seconds(resetAfter),
+            states: states
+        )
+    }
+}

@@ -1,0 +1,81 @@
+import Logging
+import Synchronization
+
+/// A small pool of auto-pipelining ``RedisConnection``s: the entry point for Redis access.
+///
+/// Size the pool to the cores, not to the request concurrency: each connection already batches
+/// every concurrent caller into one round trip, and more connections only add contention.
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    private let connections: [RedisConnection]
+    private let nextConnection = Atomic<Int>(0)
+
+    public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "sluice.redis")) {
+        self.configuration = configuration
+        self.connections = (0..<max(1, configuration.connections)).map { index in
+            RedisConnection(configuration: configuration, logger: logger, name: "sluice-redis-\(index)")
+        }
+    }
+
+    /// Sends one command on the next connection of the pool.
+    public func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
+        let index = nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
+        return try await connections[index % connections.count].send(command)
+    }
+
+    public func send(_ name: String, _ arguments: String...) async throws(RedisError) -> RedisReply {
+        try await send(RedisCommand(name, arguments))
+    }
+
+    /// Runs a script with `EVALSHA`, loading it first if needed; after `NOSCRIPT` (Redis restarted,
+    /// failed over or flushed its scripts) it runs the source with `EVAL`, which caches it again.
+    public func evaluate(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisReply {
+        let sha: String
+        if let cached = script.sha { sha = cached } else { sha = try await load(script) }
+        do {
+            return try await send(Self.evalsha(sha, keys: keys, arguments: arguments))
+        } catch .server(let message) where message.hasPrefix("NOSCRIPT") {
+            // EVAL with the source cannot race another flush, and puts the script back in the cache.
+            return try await send(
+                RedisCommand(
+                    arguments: [Array("EVAL".utf8), script.source, Array(String(keys.count).utf8)]
+                        + keys.map { Array($0.utf8) } + arguments.map { Array($0.utf8) }
+                )
+            )
+        }
+    }
+
+    /// Loads a script with `SCRIPT LOAD` and returns its SHA1.
+    @discardableResult
+    public func load(_ script: RedisScript) async throws(RedisError) -> String {
+        let reply = try await send(RedisCommand(arguments: [Array("SCRIPT".utf8), Array("LOAD".utf8), script.source]))
+        guard let sha = reply.string, sha.count == 40 else {
+            throw .unexpectedReply("SCRIPT LOAD of \(script.name) answered \(reply)")
+        }
+        script.remember(sha: sha)
+        return sha
+    }
+
+    /// Checks that every connection of the pool can connect, authenticate and answer.
+    public func ping() async throws(RedisError) {
+        for connection in connections {
+            let reply = try await connection.send(RedisCommand("PING"))
+            guard reply.string == "PONG" else { throw .unexpectedReply("PING answered \(reply)") }
+        }
+    }
+
+    /// Round trips on all connections so far.
+    public var roundTrips: Int { connections.reduce(0) { $0 + $1.roundTrips } }
+
+    /// Commands waiting on all connections.
+    public var queuedCount: Int { connections.reduce(0) { $0 + $1.queuedCount } }
+
+    /// Stops every connection; queued commands fail with ``RedisError/shutdown``.
+    public func shutdown() {
+        for connection in connections { connection.close() }
+    }
+
+    private static func evalsha(_ sha: String, keys: [String], arguments: [String]) -> RedisCommand {
+        RedisCommand("EVALSHA", [sha, String(keys.count)] + keys + arguments)
+    }
+}

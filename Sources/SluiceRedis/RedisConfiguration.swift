@@ -1,0 +1,171 @@
+/// Where and how to connect to Redis.
+///
+/// Built from a URL, `redis://[user:password@]host:port[/db]` or `unix:///path/to/socket[?db=N]`.
+/// The password is kept out of `description`, so a configuration can be logged as a whole.
+public struct RedisConfiguration: Sendable, CustomStringConvertible {
+    public enum Endpoint: Sendable, Equatable, CustomStringConvertible {
+        case tcp(host: String, port: Int)
+        case unix(path: String)
+
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            case .unix(let path): "unix:\(path)"
+            }
+        }
+    }
+
+    public var endpoint: Endpoint
+    /// Redis 6 ACL user; `nil` authenticates as `default` (password only) or not at all.
+    public var username: String?
+    /// Never logged, never part of an error message.
+    public var password: String?
+    public var database: Int
+    public var connectTimeout: Duration
+    /// Bounds every round trip; a connection that exceeds it is dropped and re-established.
+    public var commandTimeout: Duration
+    /// Connections in the pool: about one per core (more only adds contention).
+    public var connections: Int
+    /// Commands written per round trip at most.
+    public var maxBatch: Int
+    /// Commands that may wait per connection before callers get ``RedisError/backPressure(queued:)``.
+    public var maxQueued: Int
+
+    public init(
+        endpoint: Endpoint,
+        username: String? = nil,
+        password: String? = nil,
+        database: Int = 0,
+        connectTimeout: Duration = .seconds(1),
+        commandTimeout: Duration = .seconds(1),
+        connections: Int = 2,
+        maxBatch: Int = 256,
+        maxQueued: Int = 16_384
+    ) {
+        self.endpoint = endpoint
+        self.username = username
+        self.password = password
+        self.database = database
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        self.connections = connections
+        self.maxBatch = maxBatch
+        self.maxQueued = maxQueued
+    }
+
+    /// Parses `redis://[user:password@]host[:port][/db]` or `unix:///path[?db=N]`.
+    ///
+    /// `password` is used when the URL carries none (e.g. read from `REDIS_PASSWORD` or
+    /// `REDIS_PASSWORD_FILE` by the caller). `rediss://` is refused: hiredis 0.14 has no TLS.
+    public init(url: String, password fallbackPassword: String? = nil) throws(RedisError) {
+        guard let schemeEnd = url.range(of: "://") else {
+            throw .invalidConfiguration("expected redis://host:port or unix:///path, got a value without a scheme")
+        }
+        let scheme = url[..<schemeEnd.lowerBound].lowercased()
+        var rest = Substring(url[schemeEnd.upperBound...])
+        switch scheme {
+        case "unix":
+            var database = 0
+            if let query = rest.firstIndex(of: "?") {
+                for item in rest[rest.index(after: query)...].split(separator: "&") {
+                    let pair = item.split(separator: "=", maxSplits: 1)
+                    if pair.count == 2, pair[0] == "db" {
+                        guard let db = Int(pair[1]), db >= 0 else { throw .invalidConfiguration("db must be a number >= 0") }
+                        database = db
+                    }
+                }
+                rest = rest[..<query]
+            }
+            guard rest.hasPrefix("/") else { throw .invalidConfiguration("unix socket path must be absolute") }
+            self.init(endpoint: .unix(path: String(rest)), password: fallbackPassword, database: database)
+        case "redis":
+            var username: String?
+            var password: String?
+            if let at = rest.lastIndex(of: "@") {
+                let userinfo = rest[..<at]
+                rest = rest[rest.index(after: at)...]
+                if let colon = userinfo.firstIndex(of: ":") {
+                    let user = try Self.percentDecoded(userinfo[..<colon])
+                    username = user.isEmpty ? nil : user
+                    password = try Self.percentDecoded(userinfo[userinfo.index(after: colon)...])
+                } else {
+                    // `redis://secret@host` is the classic password-only form.
+                    password = try Self.percentDecoded(userinfo)
+                }
+            }
+            var database = 0
+            if let slash = rest.firstIndex(of: "/") {
+                let db = rest[rest.index(after: slash)...]
+                if !db.isEmpty {
+                    guard let value = Int(db), value >= 0 else { throw .invalidConfiguration("database must be a number >= 0") }
+                    database = value
+                }
+                rest = rest[..<slash]
+            }
+            let (host, port) = try Self.hostAndPort(rest)
+            self.init(
+                endpoint: .tcp(host: host, port: port),
+                username: username,
+                password: password ?? fallbackPassword,
+                database: database
+            )
+        case "rediss":
+            throw .invalidConfiguration("rediss:// (TLS) is not supported by hiredis 0.14; use a TLS sidecar or a unix socket")
+        default:
+            throw .invalidConfiguration("unsupported scheme '\(scheme)'; expected redis:// or unix://")
+        }
+    }
+
+    public var description: String {
+        let auth = password == nil ? "" : " (authenticated as \(username ?? "default"))"
+        return "\(endpoint) db \(database)\(auth)"
+    }
+
+    private static func hostAndPort(_ text: Substring) throws(RedisError) -> (String, Int) {
+        var host = text
+        var portText: Substring?
+        if host.hasPrefix("[") {  // [::1]:6379
+            guard let close = host.firstIndex(of: "]") else { throw .invalidConfiguration("unterminated IPv6 address") }
+            let after = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            if after.hasPrefix(":") { portText = after.dropFirst() }
+        } else if let colon = host.lastIndex(of: ":") {
+            portText = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        guard !host.isEmpty else { throw .invalidConfiguration("missing host") }
+        var port = 6379
+        if let portText {
+            guard let value = Int(portText), (1...65535).contains(value) else {
+                throw .invalidConfiguration("port must be 1-65535")
+            }
+            port = value
+        }
+        return (String(host), port)
+    }
+
+    private static func percentDecoded(_ text: Substring) throws(RedisError) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(Self.hexValue), let low = iterator.next().flatMap(Self.hexValue) else {
+                throw .invalidConfiguration("bad percent-encoding in the URL's user or password")
+            }
+            bytes.append(high << 4 | low)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,55 @@
+/// Everything that can go wrong talking to Redis.
+///
+/// Messages name the endpoint and the user, never the password.
+public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The TCP or unix-socket connection could not be established.
+    case cannotConnect(endpoint: String, reason: String)
+    /// Redis refused the credentials (`WRONGPASS`) or required some (`NOAUTH`).
+    case authenticationFailed(endpoint: String, user: String?, reason: String)
+    /// No reply arrived within the command timeout; the connection is dropped and re-established.
+    case timedOut(endpoint: String)
+    /// The connection broke while the command was in flight; whether it ran is unknown.
+    case connectionLost(endpoint: String, reason: String)
+    /// Redis answered with an error reply, e.g. `ERR gcra: rate must be an integer >= 1`.
+    case server(String)
+    /// Too many commands are already queued for this client: back off and retry later.
+    case backPressure(queued: Int)
+    /// The reply did not have the shape the caller expected.
+    case unexpectedReply(String)
+    /// The URL or configuration is not usable.
+    case invalidConfiguration(String)
+    /// The client was shut down.
+    case shutdown
+
+    public var description: String {
+        switch self {
+        case .cannotConnect(let endpoint, let reason):
+            "cannot connect to Redis at \(endpoint): \(reason)"
+        case .authenticationFailed(let endpoint, let user, let reason):
+            "Redis at \(endpoint) refused authentication as user '\(user ?? "default")': \(reason)"
+        case .timedOut(let endpoint):
+            "Redis at \(endpoint) did not answer within the command timeout"
+        case .connectionLost(let endpoint, let reason):
+            "connection to Redis at \(endpoint) lost: \(reason)"
+        case .server(let message):
+            "Redis error: \(message)"
+        case .backPressure(let queued):
+            "Redis client overloaded: \(queued) commands already queued"
+        case .unexpectedReply(let what):
+            "unexpected Redis reply: \(what)"
+        case .invalidConfiguration(let what):
+            "invalid Redis configuration: \(what)"
+        case .shutdown:
+            "Redis client is shut down"
+        }
+    }
+
+    /// True for errors after which the same command may succeed on a healthy connection
+    /// (the service maps these to `503`).
+    public var isUnavailable: Bool {
+        switch self {
+        case .cannotConnect, .timedOut, .connectionLost, .backPressure, .shutdown: true
+        case .authenticationFailed, .server, .unexpectedReply, .invalidConfiguration: false
+        }
+    }
+}

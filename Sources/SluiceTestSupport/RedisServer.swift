@@ -1,0 +1,181 @@
+import Foundation
+import Logging
+import SluiceRedis
+import Synchronization
+
+/// A real `redis-server` on a free loopback port, for tests.
+///
+/// Each server gets its own directory (its AOF/RDB files survive ``restart()``), and a watchdog
+/// shell kills it once the test process is gone, so a crashed test run leaves nothing behind.
+public final class RedisServer: Sendable {
+    public let port: Int
+    public let directory: String
+    private let arguments: [String]
+
+    /// A server shared by tests that only need *a* Redis and use keys of their own: the one at
+    /// `SLUICE_TEST_REDIS_URL` (started by `scripts/test`) when set, otherwise one started here.
+    public static let sharedURL: String = {
+        if let url = ProcessInfo.processInfo.environment["SLUICE_TEST_REDIS_URL"], !url.isEmpty { return url }
+        return sharedServer.url
+    }()
+
+    private static let sharedServer = try! RedisServer()
+
+    /// Starts a server; `arguments` are extra `redis-server` options, e.g. `["--requirepass", "x"]`.
+    public init(arguments: [String] = []) throws {
+        self.port = try Self.freePort()
+        self.directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("sluice-redis-\(port)-\(UUID().uuidString.prefix(8))").path
+        self.arguments = arguments
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try start()
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    public var url: String { "redis://127.0.0.1:\(port)" }
+
+    public func configuration(password: String? = nil, username: String? = nil) -> RedisConfiguration {
+        RedisConfiguration(
+            endpoint: .tcp(host: "127.0.0.1", port: port),
+            username: username,
+            password: password,
+            connectTimeout: .seconds(1),
+            commandTimeout: .seconds(2)
+        )
+    }
+
+    public func client(password: String? = nil, username: String? = nil) -> RedisClient {
+        RedisClient(configuration: configuration(password: password, username: username), logger: Logger(label: "test.redis"))
+    }
+
+    private var pidFile: String { "\(directory)/redis.pid" }
+
+    /// Starts `redis-server` (again) on the same port and directory and waits until it accepts connections.
+    public func start() throws {
+        let options = [
+            "--port", String(port), "--bind", "127.0.0.1", "--dir", directory,
+            "--pidfile", pidFile, "--logfile", "\(directory)/redis.log",
+            "--save", "", "--appendonly", "no", "--daemonize", "yes", "--enable-debug-command", "local",
+        ] + arguments
+        // Start the daemon, then leave a watchdog that kills it when this test process exits.
+        // Inherited descriptors (the test's own Redis connections) are closed first, so the daemons
+        // never hold a test connection open. The daemon writes its pidfile after `redis-server`
+        // returns, hence the wait for it.
+        let script = """
+            for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+            redis-server "$@" || exit 1
+            ( for _ in $(seq 100); do [ -s '\(pidFile)' ] && break; sleep 0.05; done
+              pid=$(cat '\(pidFile)')
+              while kill -0 \(getpid()) 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+              kill -9 "$pid" ) >/dev/null 2>&1 </dev/null &
+            """
+        let status = try Self.run("/bin/bash", ["-c", script, "bash"] + options)
+        guard status == 0 else { throw TestSupportError("redis-server failed to start (exit \(status)); see \(directory)/redis.log") }
+        try waitUntil(timeout: 5) { Self.accepts(port: self.port) }
+    }
+
+    /// Stops the server (SIGTERM, as `docker stop` or systemd would) and waits until it has exited.
+    public func stop() { signal(SIGTERM) }
+
+    /// Kills the server with SIGKILL: no shutdown hooks, no final fsync.
+    public func crash() { signal(SIGKILL) }
+
+    private func signal(_ signal: Int32) {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return }
+        kill(pid, signal)
+        // The listening socket closes when the process ends (zombie or not): then the port is free.
+        try? waitUntil(timeout: 10) { !Self.accepts(port: self.port) }
+        try? FileManager.default.removeItem(atPath: pidFile)
+    }
+
+    public func restart() throws {
+        stop()
+        try start()
+    }
+
+    // MARK: - Helpers
+
+    /// Runs a program and waits for it. `posix_spawn` rather than `Process`: Foundation learns of a
+    /// child's exit through a descriptor that the backgrounded watchdog would inherit and keep open.
+    static func run(_ executable: String, _ arguments: [String]) throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // A Dispatch worker thread blocks SIGTERM and friends; a child inherits that mask, and a
+        // redis-server started with it would ignore SIGTERM. Start children with no signal blocked.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid = pid_t()
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard spawned == 0 else { throw TestSupportError("cannot run \(executable): error \(spawned)") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        return (status >> 8) & 0xff
+    }
+
+    /// A port the kernel just handed out for 127.0.0.1 (free at that moment).
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket() failed") }
+        defer { close(fd) }
+        var address = loopback(port: 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestSupportError("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// True when something accepts TCP connections on 127.0.0.1:`port`.
+    public static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = loopback(port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` seconds pass.
+public func waitUntil(timeout: Double, _ condition: () -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while !condition() {
+        guard Date() < deadline else { throw TestSupportError("condition not met within \(timeout) s") }
+        usleep(20_000)
+    }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

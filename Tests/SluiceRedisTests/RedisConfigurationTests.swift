@@ -1,0 +1,54 @@
+import SluiceRedis
+import Testing
+
+@Suite("Redis URLs")
+struct RedisConfigurationTests {
+    @Test func hostPortAndDefaults() throws {
+        let plain = try RedisConfiguration(url: "redis://cache.internal")
+        #expect(plain.endpoint == .tcp(host: "cache.internal", port: 6379))
+        #expect(plain.database == 0 && plain.username == nil && plain.password == nil)
+        let full = try RedisConfiguration(url: "redis://127.0.0.1:6390/3")
+        #expect(full.endpoint == .tcp(host: "127.0.0.1", port: 6390))
+        #expect(full.database == 3)
+        let ipv6 = try RedisConfiguration(url: "redis://[::1]:7000")
+        #expect(ipv6.endpoint == .tcp(host: "::1", port: 7000))
+        #expect(ipv6.endpoint.description == "[::1]:7000")
+    }
+
+    @Test func credentials() throws {
+        let acl = try RedisConfiguration(url: "redis://replica:p%40ss%3Aw0rd@h:1")
+        #expect(acl.username == "replica")
+        #expect(acl.password == "p@ss:w0rd")
+        let legacy = try RedisConfiguration(url: "redis://:only-password@h")
+        #expect(legacy.username == nil && legacy.password == "only-password")
+        let fallback = try RedisConfiguration(url: "redis://h", password: "from-env")
+        #expect(fallback.password == "from-env")
+        let urlWins = try RedisConfiguration(url: "redis://:in-url@h", password: "from-env")
+        #expect(urlWins.password == "in-url")
+        #expect(!acl.description.contains("p@ss"))
+        #expect(acl.description.contains("replica"))
+    }
+
+    @Test func unixSockets() throws {
+        let socket = try RedisConfiguration(url: "unix:///run/redis/redis.sock?db=1")
+        #expect(socket.endpoint == .unix(path: "/run/redis/redis.sock"))
+        #expect(socket.database == 1)
+    }
+
+    @Test(arguments: [
+        "127.0.0.1:6379", "rediss://h:6379", "http://h", "redis://h:0", "redis://h:99999", "redis://h:port",
+        "redis://h/-1", "redis://h/x", "redis://:bad%zz@h", "unix://relative.sock", "redis://",
+    ])
+    func refusedURLs(url: String) {
+        #expect(throws: RedisError.self) { try RedisConfiguration(url: url) }
+    }
+
+    @Test func refusalsNeverEchoThePassword() {
+        do {
+            _ = try RedisConfiguration(url: "redis://u:topsecret@h:notaport")
+            Issue.record("must be refused")
+        } catch {
+            #expect(!error.description.contains("topsecret"))
+        }
+    }
+}
