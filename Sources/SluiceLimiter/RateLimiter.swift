@@ -52,11 +52,14 @@ public struct RateLimiter: Sendable {
     }
 
     private func validate(key: String, policies: [Policy], cost: Int) throws(RateLimitError) {
-        guard !key.isEmpty, key.utf8.count <= 128, !key.contains("{"), !key.contains("}") else {
+        // Byte-wise: `String.contains(String)` would go through Foundation's substring search.
+        guard !key.isEmpty, key.utf8.count <= 128,
+            !key.utf8.contains(where: { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "}") })
+        else {
             throw .invalidArguments("key must be 1-128 characters without braces")
         }
         guard !policies.isEmpty else { throw .invalidArguments("at least one policy is required") }
-        guard Set(policies.map(\.name)).count == policies.count else {
+        guard policies.count == 1 || Set(policies.map(\.name)).count == policies.count else {
             throw .invalidArguments("policy names must be unique")
         }
         for policy in policies {

@@ -122,28 +122,8 @@ final class HiredisSession {
     }
 
     private static func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
-        // One flat buffer for all arguments (plus a byte so it is never empty), and pointers into it.
-        var flat: [UInt8] = []
-        flat.reserveCapacity(command.arguments.reduce(1) { $0 + $1.count })
-        var lengths: [Int] = []
-        lengths.reserveCapacity(command.arguments.count)
-        for argument in command.arguments {
-            flat.append(contentsOf: argument)
-            lengths.append(argument.count)
-        }
-        flat.append(0)
-        return flat.withUnsafeBufferPointer { bytes in
-            let base = UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
-            var offset = 0
-            var pointers: [UnsafePointer<CChar>?] = lengths.map { length in
-                defer { offset += length }
-                return base + offset
-            }
-            return pointers.withUnsafeMutableBufferPointer { argv in
-                lengths.withUnsafeBufferPointer { argvlen in
-                    redisAppendCommandArgv(context, Int32(argv.count), argv.baseAddress, argvlen.baseAddress)
-                }
-            }
+        command.encoded.withUnsafeBytes { bytes in
+            redisAppendFormattedCommand(context, bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count)
         }
     }
 

@@ -1,9 +1,30 @@
-/// One Redis command as binary-safe arguments, the first being the command name.
+/// One Redis command, binary-safe, already encoded in RESP.
+///
+/// Encoding happens in the caller's task, in parallel, so that the connection's thread only copies
+/// finished bytes into its output buffer.
 public struct RedisCommand: Sendable, Hashable {
-    public var arguments: [[UInt8]]
+    /// The command in RESP: `*<argc>\r\n` then `$<len>\r\n<bytes>\r\n` per argument.
+    public let encoded: [UInt8]
 
     public init(arguments: [[UInt8]]) {
-        self.arguments = arguments
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(arguments.reduce(16) { $0 + $1.count + 16 })
+        Self.appendHeader(UInt8(ascii: "*"), arguments.count, to: &encoded)
+        for argument in arguments {
+            Self.appendHeader(UInt8(ascii: "$"), argument.count, to: &encoded)
+            encoded.append(contentsOf: argument)
+            encoded.append(contentsOf: [13, 10])
+        }
+        self.encoded = encoded
+    }
+
+    /// The command name, for logs and metrics (never the arguments: they may hold secrets).
+    /// Decoded on demand from the second line of the encoding, `$<len>\r\n<name>`.
+    public var name: String {
+        var lines = encoded.split(separator: 10, maxSplits: 3, omittingEmptySubsequences: false)
+        guard lines.count >= 3 else { return "" }
+        lines[2] = lines[2].dropLast()  // the \r
+        return String(decoding: lines[2], as: UTF8.self).uppercased()
     }
 
     /// `RedisCommand("SET", key, value)`.
@@ -12,11 +33,12 @@ public struct RedisCommand: Sendable, Hashable {
     }
 
     public init(_ name: String, _ arguments: [String]) {
-        self.arguments = [Array(name.utf8)] + arguments.map { Array($0.utf8) }
+        self.init(arguments: [Array(name.utf8)] + arguments.map { Array($0.utf8) })
     }
 
-    /// The command name, for logs and metrics (never the arguments: they may hold secrets).
-    public var name: String {
-        arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? ""
+    private static func appendHeader(_ marker: UInt8, _ count: Int, to buffer: inout [UInt8]) {
+        buffer.append(marker)
+        buffer.append(contentsOf: String(count).utf8)
+        buffer.append(contentsOf: [13, 10])
     }
 }

@@ -52,3 +52,13 @@ struct RedisConfigurationTests {
         }
     }
 }
+
+@Suite("RESP encoding")
+struct RedisCommandTests {
+    @Test func encodesArgumentsAsRESP() {
+        let command = RedisCommand("set", "k", "")
+        #expect(String(decoding: command.encoded, as: UTF8.self) == "*3\r\n$3\r\nset\r\n$1\r\nk\r\n$0\r\n\r\n")
+        #expect(command.name == "SET")
+        #expect(RedisCommand(arguments: [[0, 13, 10]]).encoded == Array("*1\r\n$3\r\n".utf8) + [0, 13, 10, 13, 10])
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import Logging
+import SluiceRedis
+import SluiceTestSupport
+import Testing
+
+@testable import SluiceLimiter
+
+@Suite("RateLimiter against a real redis-server")
+struct RateLimiterTests {
+    let limiter: RateLimiter
+    let key = "k\(UUID().uuidString.prefix(8).lowercased())"
+
+    init() throws {
+        limiter = RateLimiter(
+            client: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test")))
+    }
+
+    @Test func burstThenDenyThenAdmitAfterRetryAfter() async throws {
+        let policy = Policy(rate: 10, period: .seconds(1), burst: 5)
+        for expected in (0..<5).reversed() {
+            let decision = try await limiter.check(key: key, policies: [policy])
+            #expect(decision.isAllowed && decision.remaining == expected && decision.retryAfter == nil)
+        }
+        let denied = try await limiter.check(key: key, policies: [policy])
+        #expect(!denied.isAllowed)
+        #expect(denied.limit == 5 && denied.policy == policy)
+        let retryAfter = try #require(denied.retryAfter)
+        // ≈ period / rate = 100 ms, less the time the five checks took.
+        #expect(retryAfter > .milliseconds(50) && retryAfter <= .milliseconds(100))
+        try await Task.sleep(for: retryAfter + .milliseconds(5))
+        #expect(try await limiter.check(key: key, policies: [policy]).isAllowed)
+    }
+
+    @Test func concurrentChecksFromTwoClientsAdmitExactlyTheBurst() async throws {
+        // Two clients stand for two replicas; refill is negligible (1 per hour).
+        let other = RateLimiter(
+            client: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test")))
+        defer { other.client.shutdown() }
+        let policy = Policy(rate: 1, period: .seconds(3600), burst: 100)
+        let admitted = Counter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0..<10 {
+                let replica = task.isMultiple(of: 2) ? limiter : other
+                group.addTask {
+                    for _ in 0..<50 where try await replica.check(key: key, policies: [policy]).isAllowed {
+                        admitted.increment()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(admitted.value == 100)
+    }
+
+    @Test func sustainedLoadNeverExceedsBurstPlusRateTimesElapsed() async throws {
+        let policy = Policy(rate: 50, period: .seconds(1), burst: 5)
+        let admitted = Counter()
+        let clock = ContinuousClock()
+        let started = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    while clock.now - started < .milliseconds(1500) {
+                        if try await limiter.check(key: key, policies: [policy]).isAllowed { admitted.increment() }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = (clock.now - started).seconds
+        let allowance = 5 + 50 * elapsed
+        #expect(Double(admitted.value) <= allowance.rounded(.up), "admitted \(admitted.value), allowance \(allowance)")
+        #expect(Double(admitted.value) >= 0.9 * (5 + 50 * 1.5), "admitted \(admitted.value)")
+    }
+
+    @Test func multiPolicyDecisionNamesTheDecidingPolicy() async throws {
+        let perSecond = Policy(name: "default", rate: 10, period: .seconds(60), burst: 20)
+        let daily = Policy.daily(3)
+        for _ in 0..<3 { #expect(try await limiter.check(key: key, policies: [perSecond, daily]).isAllowed) }
+        let denied = try await limiter.check(key: key, policies: [perSecond, daily])
+        #expect(!denied.isAllowed && denied.policy == daily)
+        #expect(denied.states.map(\.policy) == [perSecond, daily])
+        #expect(denied.states[0].remaining == 17 && denied.states[0].retryAfter == nil)
+        #expect(denied.states[1].remaining == 0 && denied.states[1].retryAfter != nil)
+    }
+
+    @Test func costZeroInspectsAndCostAboveBurstCanNeverPass() async throws {
+        let policy = Policy(rate: 10, period: .seconds(1), burst: 10)
+        let peek = try await limiter.check(key: key, policies: [policy], cost: 0)
+        #expect(peek.isAllowed && peek.remaining == 10)
+        let huge = try await limiter.check(key: key, policies: [policy], cost: 11)
+        #expect(!huge.isAllowed && huge.retryAfter == nil)
+        #expect(try await limiter.check(key: key, policies: [policy], cost: 10).isAllowed)
+    }
+
+    @Test func keysAreHashTaggedPerAPIKey() async throws {
+        let policy = Policy(name: "default", rate: 1)
+        #expect(limiter.redisKey(for: "abc123", policy: policy) == "sluice:rl:{abc123}:default")
+        _ = try await limiter.check(key: key, policies: [policy])
+        #expect(try await limiter.client.send("EXISTS", "sluice:rl:{\(key)}:default").int == 1)
+        try await limiter.reset(key: key, policies: [policy])
+        #expect(try await limiter.client.send("EXISTS", "sluice:rl:{\(key)}:default").int == 0)
+    }
+
+    @Test func invalidArgumentsNeverReachRedis() async throws {
+        let policy = Policy(rate: 1)
+        await #expect(throws: RateLimitError.self) { try await limiter.check(key: "a{b}", policies: [policy]) }
+        await #expect(throws: RateLimitError.self) { try await limiter.check(key: key, policies: []) }
+        await #expect(throws: RateLimitError.self) { try await limiter.check(key: key, policies: [policy, policy]) }
+        await #expect(throws: RateLimitError.self) { try await limiter.check(key: key, policies: [Policy(rate: 0)]) }
+        await #expect(throws: RateLimitError.self) { try await limiter.check(key: key, policies: [policy], cost: -1) }
+        await #expect(throws: RateLimitError.self) {
+            try await limiter.check(key: key, policies: [Policy(name: "Bad Name", rate: 1)])
+        }
+    }
+
+    @Test func redisDownIsAnError() async throws {
+        let server = try RedisServer()
+        var configuration = server.configuration()
+        configuration.commandTimeout = .milliseconds(200)
+        let isolated = RateLimiter(client: RedisClient(configuration: configuration, logger: Logger(label: "test")))
+        defer { isolated.client.shutdown() }
+        #expect(try await isolated.check(key: key, policies: [Policy(rate: 1)]).isAllowed)
+        server.stop()
+        let error = await #expect(throws: RateLimitError.self) {
+            try await isolated.check(key: key, policies: [Policy(rate: 1)])
+        }
+        guard case .redis(let redisError) = error else { throw TestSupportError("expected a Redis error, got \(String(describing: error))") }
+        #expect(redisError.isUnavailable)
+    }
+}
+
+@Suite("Policy encoding")
+struct PolicyTests {
+    @Test func periodArgumentHasNoExponent() {
+        #expect(Policy(rate: 1, period: .seconds(1)).periodArgument == "1")
+        #expect(Policy(rate: 1, period: .milliseconds(500)).periodArgument == "0.500000")
+        #expect(Policy(rate: 1, period: .microseconds(1)).periodArgument == "0.000001")
+        #expect(Policy(rate: 1, period: .seconds(86_400)).periodArgument == "86400")
+    }
+
+    @Test func jsonUsesSecondsAndDefaultsBurstToRate() throws {
+        let policy = try JSONDecoder().decode(Policy.self, from: Data(#"{"name":"default","rate":10,"period":0.5}"#.utf8))
+        #expect(policy == Policy(name: "default", rate: 10, period: .milliseconds(500), burst: 10))
+        let encoded = try JSONEncoder().encode(Policy(rate: 3, period: .seconds(2), burst: 7))
+        let object = try #require(try JSONSerialization.jsonObject(with: encoded) as? [String: Any])
+        #expect(object["period"] as? Double == 2 && object["burst"] as? Int == 7)
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(Policy.self, from: Data(#"{"rate":10,"period":-1}"#.utf8))
+        }
+    }
+
+    @Test func decodeRejectsMalformedReplies() {
+        let policy = Policy(rate: 1)
+        #expect(throws: RateLimitError.self) { try RateLimiter.decode(.array([.integer(1)]), policies: [policy], cost: 1) }
+        #expect(throws: RateLimitError.self) { try RateLimiter.decode(.null, policies: [policy], cost: 1) }
+    }
+}

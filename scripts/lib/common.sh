@@ -1,0 +1,65 @@
+# Shared helpers for scripts/*; source it, do not run it.
+
+# ensure_packages CMD:PACKAGE ... installs the Debian package of every missing command.
+# A `pkgconfig:NAME:PACKAGE` entry checks a pkg-config module instead of a command.
+ensure_packages() {
+  local missing=() entry
+  for entry in "$@"; do
+    case "$entry" in
+      pkgconfig:*)
+        local module=${entry#pkgconfig:}; module=${module%%:*}
+        command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$module" || missing+=("${entry##*:}" pkg-config)
+        ;;
+      *) command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry##*:}") ;;
+    esac
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the packaged redis-server on 6379; ours run on their own ports and sockets.
+}
+
+# The build and test dependencies of Sluice.
+ensure_build_dependencies() {
+  command -v swift >/dev/null 2>&1 || { echo "Swift 6 is required (https://swift.org/install)" >&2; exit 1; }
+  ensure_packages pkgconfig:hiredis:libhiredis-dev redis-server:redis-server redis-cli:redis-tools
+}
+
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+  local port
+  for port in $(shuf -i 20000-60999 -n 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# start_private_redis DIR [redis-server options...] starts a daemonized redis-server whose
+# files live in DIR (pidfile DIR/redis.pid, socket DIR/redis.sock) and waits until it answers.
+start_private_redis() {
+  local dir=$1; shift
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+    --unixsocket "$dir/redis.sock" --unixsocketperm 700 --save '' --appendonly no --daemonize yes "$@"
+  local _
+  for _ in $(seq 100); do
+    redis-cli -s "$dir/redis.sock" ping >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "redis-server did not start; see $dir/redis.log" >&2
+  return 1
+}
+
+# stop_private_redis DIR stops the server started by start_private_redis.
+stop_private_redis() {
+  local dir=$1 pid
+  [ -f "$dir/redis.pid" ] || return 0
+  pid=$(cat "$dir/redis.pid")
+  kill "$pid" 2>/dev/null || true
+  local _
+  for _ in $(seq 100); do [ -S "$dir/redis.sock" ] || break; sleep 0.05; done
+}
