@@ -13,6 +13,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.4.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // hiredis 0.14 from Debian's libhiredis-dev (RESP2, no TLS).
@@ -38,6 +43,14 @@ let package = Package(
         ),
         // Secrets from environment variables or `*_FILE` secret files.
         .target(name: "SluiceSecrets"),
+        // API keys (format, hashing, scopes) and their records in Redis.
+        .target(
+            name: "SluiceAuth",
+            dependencies: [
+                "SluiceRedis", "SluiceLimiter", "SluiceSecrets",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "sluice",
             dependencies: [
@@ -51,6 +64,7 @@ let package = Package(
         .testTarget(name: "SluiceRedisTests", dependencies: ["SluiceRedis", "SluiceTestSupport"]),
         .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceSecretsTests", dependencies: ["SluiceSecrets"]),
+        .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

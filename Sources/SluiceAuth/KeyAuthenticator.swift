@@ -1,0 +1,96 @@
+import Foundation
+import Synchronization
+
+/// Turns a presented key into its record, or refuses it.
+///
+/// Records are cached for ``cacheLifetime`` (default 0.5 s), so a revoked, rotated or changed key
+/// stops working on every replica within that time even if an invalidation message is lost;
+/// ``invalidate(_:)`` drops an entry at once. Only found records are cached, and at most
+/// ``cacheCapacity`` of them, so random ids from an attacker cannot grow memory (failed
+/// authentication is rate-limited per client address upstream).
+public final class KeyAuthenticator: Sendable {
+    public let store: KeyStore
+    public let cacheLifetime: Duration
+    public let cacheCapacity: Int
+    private let bootstrapAdmin: KeyRecord?
+    private let cache = Mutex<[String: CachedRecord]>([:])
+
+    private struct CachedRecord {
+        let record: KeyRecord
+        let fetched: ContinuousClock.Instant
+    }
+
+    /// - Parameter bootstrapAdminKey: `SLUICE_ADMIN_KEY`: an admin key that exists before any
+    ///   key does (it is never stored, only its hash is kept in memory).
+    public init(store: KeyStore, bootstrapAdminKey: APIKey?, cacheLifetime: Duration = .milliseconds(500), cacheCapacity: Int = 10_000) {
+        self.store = store
+        self.cacheLifetime = cacheLifetime
+        self.cacheCapacity = cacheCapacity
+        self.bootstrapAdmin = bootstrapAdminKey.map { key in
+            KeyRecord(
+                id: key.id, name: "bootstrap admin (SLUICE_ADMIN_KEY)", scopes: [.admin],
+                createdAt: Date(timeIntervalSince1970: 0), secrets: [.init(hash: key.hash)]
+            )
+        }
+    }
+
+    /// The record of the presented key.
+    public func authenticate(_ presented: String?, at now: Date = Date()) async throws(AuthenticationError) -> KeyRecord {
+        guard let presented, !presented.isEmpty else { throw .missing }
+        guard let key = APIKey(presented) else { throw .invalid }
+        if let bootstrapAdmin, key.id == bootstrapAdmin.id {
+            guard bootstrapAdmin.accepts(key, at: now) else { throw .invalid }
+            return bootstrapAdmin
+        }
+        guard let record = try await record(for: key.id) else { throw .invalid }
+        // Unknown id and wrong secret look alike, so a caller learns nothing about which ids exist.
+        guard record.accepts(key, at: now) else { throw .invalid }
+        guard !record.isExpired(at: now) else { throw .expired }
+        return record
+    }
+
+    /// Forgets the cached record of `id` (after a change announced by another replica).
+    public func invalidate(_ id: String) {
+        _ = cache.withLock { $0.removeValue(forKey: id) }
+    }
+
+    private func record(for id: String) async throws(AuthenticationError) -> KeyRecord? {
+        let now = ContinuousClock.now
+        if let cached = cache.withLock({ $0[id] }), now - cached.fetched < cacheLifetime {
+            return cached.record
+        }
+        let record: KeyRecord?
+        do {
+            record = try await store.get(id)
+        } catch {
+            throw .unavailable(error)
+        }
+        if let record {
+            cache.withLock { entries in
+                if entries.count >= cacheCapacity { entries.removeAll(keepingCapacity: true) }
+                entries[id] = CachedRecord(record: record, fetched: now)
+            }
+        } else {
+            invalidate(id)
+        }
+        return record
+    }
+}
+
+/// Why a request is not authenticated. The service answers `401` with `WWW-Authenticate: Bearer`,
+/// except for ``unavailable(_:)`` (fail-secure: `503`).
+public enum AuthenticationError: Error, Sendable, CustomStringConvertible {
+    case missing
+    case invalid
+    case expired
+    case unavailable(KeyStoreError)
+
+    public var description: String {
+        switch self {
+        case .missing: "no API key: send Authorization: Bearer <key> or X-API-Key: <key>"
+        case .invalid: "the API key is not valid"
+        case .expired: "the API key has expired"
+        case .unavailable(let error): "keys cannot be checked right now: \(error)"
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import SluiceLimiter
+
+/// What a key's owner may do, and how much: the record stored for each API key.
+///
+/// Encoded with snake_case fields, as the HTTP API shows it; ``secrets`` never leaves the server.
+public struct KeyRecord: Sendable, Codable, Equatable {
+    /// What happens to a request over the key's limit.
+    public enum Overflow: String, Sendable, Codable {
+        /// `429 Too Many Requests` with `Retry-After`.
+        case reject
+    }
+
+    /// One accepted secret, as its hash; a rotated-out secret keeps working until `validUntil`.
+    public struct StoredSecret: Sendable, Codable, Equatable {
+        public var hash: KeyHash
+        public var validUntil: Date?
+
+        public init(hash: KeyHash, validUntil: Date? = nil) {
+            self.hash = hash
+            self.validUntil = validUntil
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case hash = "sha256"
+            case validUntil = "valid_until"
+        }
+    }
+
+    public var id: String
+    public var name: String
+    public var scopes: [Scope]
+    public var policies: [Policy]
+    public var quotaPerDay: Int?
+    public var overflow: Overflow
+    public var expiresAt: Date?
+    public var createdAt: Date
+    public var secrets: [StoredSecret]
+
+    public init(
+        id: String, name: String, scopes: [Scope], policies: [Policy] = [KeyRecord.defaultPolicy],
+        quotaPerDay: Int? = nil, overflow: Overflow = .reject, expiresAt: Date? = nil, createdAt: Date = Date(),
+        secrets: [StoredSecret]
+    ) {
+        self.id = id
+        self.name = name
+        self.scopes = Array(Set(scopes)).sorted()
+        self.policies = policies
+        self.quotaPerDay = quotaPerDay
+        self.overflow = overflow
+        self.expiresAt = expiresAt
+        self.createdAt = createdAt
+        self.secrets = secrets
+    }
+
+    /// 10 requests per second with bursts of 20.
+    public static let defaultPolicy = Policy(name: "default", rate: 10, period: .seconds(1), burst: 20)
+
+    /// The key's policies plus its daily quota, checked together in one call.
+    public var limiterPolicies: [Policy] {
+        policies + (quotaPerDay.map { [Policy.daily($0)] } ?? [])
+    }
+
+    public func isExpired(at now: Date) -> Bool {
+        expiresAt.map { $0 <= now } ?? false
+    }
+
+    /// True when `key` is one of this record's live secrets (compared in constant time).
+    public func accepts(_ key: APIKey, at now: Date) -> Bool {
+        let hash = key.hash
+        var accepted = false
+        for secret in secrets where secret.validUntil.map({ $0 > now }) ?? true {
+            accepted = secret.hash.matches(hash) || accepted  // no early exit
+        }
+        return accepted && key.id == id
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, scopes, policies, overflow, secrets
+        case quotaPerDay = "quota_per_day"
+        case expiresAt = "expires_at"
+        case createdAt = "created_at"
+    }
+}

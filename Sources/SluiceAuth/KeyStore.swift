@@ -1,0 +1,98 @@
+import Foundation
+import SluiceRedis
+
+/// API-key records in Redis.
+///
+/// Each record is a JSON string at `sluice:key:{<id>}` (the same hash tag as the key's rate-limit
+/// state, so both land in one Redis Cluster slot); `sluice:keys` indexes the ids. Every change is
+/// announced on ``invalidationChannel`` so that replicas drop their cached copy at once.
+public struct KeyStore: Sendable {
+    public static let invalidationChannel = "sluice:keys:changed"
+    public let client: RedisClient
+
+    public init(client: RedisClient) {
+        self.client = client
+    }
+
+    static func redisKey(_ id: String) -> String { "sluice:key:{\(id)}" }
+
+    /// Stores a new record; false when the id is taken.
+    public func create(_ record: KeyRecord) async throws(KeyStoreError) -> Bool {
+        let reply = try await run(RedisCommand("SET", Self.redisKey(record.id), try encode(record), "NX"))
+        guard reply.string == "OK" else { return false }
+        _ = try await run(RedisCommand("SADD", "sluice:keys", record.id))
+        return true
+    }
+
+    public func get(_ id: String) async throws(KeyStoreError) -> KeyRecord? {
+        guard APIKey.isValidID(id) else { return nil }
+        let reply = try await run(RedisCommand("GET", Self.redisKey(id)))
+        guard case .bulkString(let bytes) = reply else { return nil }
+        do {
+            return try Self.decoder.decode(KeyRecord.self, from: Data(bytes))
+        } catch {
+            throw .corruptRecord(id: id)
+        }
+    }
+
+    /// All records, by id.
+    public func list() async throws(KeyStoreError) -> [KeyRecord] {
+        let ids = try await run(RedisCommand("SMEMBERS", "sluice:keys")).array?.compactMap(\.string) ?? []
+        var records: [KeyRecord] = []
+        for id in ids.sorted() {
+            if let record = try await get(id) { records.append(record) }
+        }
+        return records
+    }
+
+    /// Replaces an existing record and tells every replica.
+    public func update(_ record: KeyRecord) async throws(KeyStoreError) -> Bool {
+        let reply = try await run(RedisCommand("SET", Self.redisKey(record.id), try encode(record), "XX"))
+        try await announce(record.id)
+        return reply.string == "OK"
+    }
+
+    /// Revokes a key; false when there was none.
+    public func delete(_ id: String) async throws(KeyStoreError) -> Bool {
+        guard APIKey.isValidID(id) else { return false }
+        let removed = try await run(RedisCommand("DEL", Self.redisKey(id))).int ?? 0
+        _ = try await run(RedisCommand("SREM", "sluice:keys", id))
+        try await announce(id)
+        return removed > 0
+    }
+
+    private func announce(_ id: String) async throws(KeyStoreError) {
+        _ = try await run(RedisCommand("PUBLISH", Self.invalidationChannel, id))
+    }
+
+    private func run(_ command: RedisCommand) async throws(KeyStoreError) -> RedisReply {
+        do {
+            return try await client.send(command)
+        } catch {
+            throw .redis(error)
+        }
+    }
+
+    private func encode(_ record: KeyRecord) throws(KeyStoreError) -> String {
+        do {
+            return String(decoding: try Self.encoder.encode(record), as: UTF8.self)
+        } catch {
+            throw .corruptRecord(id: record.id)
+        }
+    }
+
+    static let encoder = JSONEncoder.sluice
+    static let decoder = JSONDecoder.sluice
+}
+
+public enum KeyStoreError: Error, Sendable, CustomStringConvertible {
+    case redis(RedisError)
+    case corruptRecord(id: String)
+
+    public var description: String {
+        switch self {
+        case .redis(let error): "key store unavailable: \(error)"
+        case .corruptRecord(let id): "the record of key \(id) cannot be read"
+        }
+    }
+}

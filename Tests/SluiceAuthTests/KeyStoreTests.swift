@@ -1,0 +1,97 @@
+import Foundation
+import Logging
+import SluiceAuth
+import SluiceLimiter
+import SluiceRedis
+import SluiceTestSupport
+import Testing
+
+@Suite("Key records in a real redis-server")
+struct KeyStoreTests {
+    let store: KeyStore
+
+    init() throws {
+        store = KeyStore(client: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test")))
+    }
+
+    func newRecord(_ key: APIKey, scopes: [Scope] = [.predict], expiresAt: Date? = nil) -> KeyRecord {
+        KeyRecord(id: key.id, name: "test", scopes: scopes, quotaPerDay: 100, expiresAt: expiresAt, secrets: [.init(hash: key.hash)])
+    }
+
+    @Test func onlyTheHashIsStored() async throws {
+        let key = APIKey.generate()
+        #expect(try await store.create(newRecord(key)))
+        #expect(try await !store.create(newRecord(key)), "ids are unique")
+        let raw = try #require(try await store.client.send("GET", "sluice:key:{\(key.id)}").string)
+        #expect(!raw.contains(key.revealed))
+        #expect(!raw.contains(String(key.revealed.suffix(64))))
+        #expect(raw.contains(key.hash.hex))
+        let record = try #require(try await store.get(key.id))
+        #expect(record.scopes == [.predict])
+        #expect(record.limiterPolicies.map(\.name) == ["default", "daily"])
+        #expect(try await store.list().contains { $0.id == key.id })
+    }
+
+    @Test func authenticationAcceptsOnlyLiveKeys() async throws {
+        let authenticator = KeyAuthenticator(store: store, bootstrapAdminKey: nil, cacheLifetime: .zero)
+        let key = APIKey.generate()
+        _ = try await store.create(newRecord(key))
+        #expect(try await authenticator.authenticate(key.revealed).id == key.id)
+
+        let wrongSecret = APIKey("sk_\(key.id)_\(String(repeating: "a", count: 64))")!
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(wrongSecret.revealed) }
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(APIKey.generate().revealed) }
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate("not a key") }
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(nil) }
+
+        let expired = APIKey.generate()
+        _ = try await store.create(newRecord(expired, expiresAt: Date(timeIntervalSinceNow: -1)))
+        do {
+            _ = try await authenticator.authenticate(expired.revealed)
+            Issue.record("an expired key must be refused")
+        } catch {
+            guard case .expired = error else { throw error }
+        }
+
+        #expect(try await store.delete(key.id))
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(key.revealed) }
+    }
+
+    @Test func rotationKeepsTheOldSecretForItsGracePeriod() async throws {
+        let authenticator = KeyAuthenticator(store: store, bootstrapAdminKey: nil, cacheLifetime: .zero)
+        let old = APIKey.generate()
+        var record = newRecord(old)
+        _ = try await store.create(record)
+        let new = APIKey.generate(id: old.id)
+        record.secrets = [.init(hash: old.hash, validUntil: Date(timeIntervalSinceNow: 0.3)), .init(hash: new.hash)]
+        #expect(try await store.update(record))
+        #expect(try await authenticator.authenticate(old.revealed).id == old.id)
+        #expect(try await authenticator.authenticate(new.revealed).id == old.id)
+        try await Task.sleep(for: .milliseconds(400))
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(old.revealed) }
+        #expect(try await authenticator.authenticate(new.revealed).id == old.id)
+    }
+
+    @Test func cachedRecordsExpireWithinTheCacheLifetime() async throws {
+        let authenticator = KeyAuthenticator(store: store, bootstrapAdminKey: nil, cacheLifetime: .milliseconds(300))
+        let key = APIKey.generate()
+        _ = try await store.create(newRecord(key))
+        _ = try await authenticator.authenticate(key.revealed)
+        _ = try await store.delete(key.id)
+        // Still cached right after the delete (this replica has not been told) …
+        #expect(try await authenticator.authenticate(key.revealed).id == key.id)
+        // … and refused once the cache lifetime has passed.
+        try await Task.sleep(for: .milliseconds(350))
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(key.revealed) }
+    }
+
+    @Test func bootstrapAdminKeyIsAdminOnly() async throws {
+        let admin = APIKey.generate()
+        let authenticator = KeyAuthenticator(store: store, bootstrapAdminKey: admin)
+        let record = try await authenticator.authenticate(admin.revealed)
+        #expect(record.scopes == [.admin])
+        let forged = APIKey("sk_\(admin.id)_\(String(repeating: "b", count: 64))")!
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(forged.revealed) }
+        #expect(try await store.client.send("EXISTS", "sluice:key:{\(admin.id)}").int == 0, "never stored")
+    }
+}
