@@ -43,11 +43,20 @@ let package = Package(
         ),
         // Secrets from environment variables or `*_FILE` secret files.
         .target(name: "SluiceSecrets"),
+        // What every higher module shares: JSON coding conventions.
+        .target(name: "SluiceCore"),
+        // Training data validation, the trainer, signed artifacts and the model registry in Redis.
+        .target(
+            name: "SluiceModel",
+            dependencies: ["SluiceCore", "SluiceRedis", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["data/README.md"],
+            resources: [.embedInCode("data/iris.csv")]
+        ),
         // API keys (format, hashing, scopes) and their records in Redis.
         .target(
             name: "SluiceAuth",
             dependencies: [
-                "SluiceRedis", "SluiceLimiter", "SluiceSecrets",
+                "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceSecrets",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -64,6 +73,7 @@ let package = Package(
         .testTarget(name: "SluiceRedisTests", dependencies: ["SluiceRedis", "SluiceTestSupport"]),
         .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceSecretsTests", dependencies: ["SluiceSecrets"]),
+        .testTarget(name: "SluiceModelTests", dependencies: ["SluiceModel", "SluiceTestSupport"]),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

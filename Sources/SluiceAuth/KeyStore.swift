@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 import SluiceRedis
 
 /// API-key records in Redis.

@@ -1,0 +1,127 @@
+import Foundation
+import SluiceCore
+import SluiceRedis
+
+/// Signed model artifacts in Redis, and which one is active.
+///
+/// Layout (one hash tag, so the registry stays in one Redis Cluster slot):
+/// - `sluice:{models}:artifact:<v>` — hash of `artifact` (the exact JSON bytes) and `hmac`;
+/// - `sluice:{models}:versions` — set of versions; `sluice:{models}:next` — version counter;
+/// - `sluice:{models}:active` — the active version; changes are published on ``activationChannel``;
+/// - `sluice:{models}:bootstrap-lock` — held by the one replica that trains version 1.
+public struct ModelRegistry: Sendable {
+    public static let activationChannel = "sluice:models:activated"
+    public let client: RedisClient
+    public let signer: ArtifactSigner
+
+    public init(client: RedisClient, signer: ArtifactSigner) {
+        self.client = client
+        self.signer = signer
+    }
+
+    private static func artifactKey(_ version: Int) -> String { "sluice:{models}:artifact:\(version)" }
+
+    /// Assigns the next version, signs and stores the artifact (it is not activated), and returns
+    /// it as decoded from the stored bytes: exactly what replicas will load.
+    public func store(_ candidate: ModelArtifact) async throws(ModelError) -> ModelArtifact {
+        var artifact = candidate
+        guard let version = try await run(RedisCommand("INCR", "sluice:{models}:next")).int else {
+            throw .redis(.unexpectedReply("INCR answered no integer"))
+        }
+        artifact.version = version
+        let bytes: [UInt8]
+        do {
+            bytes = Array(try Self.encoder.encode(artifact))
+            artifact = try Self.decoder.decode(ModelArtifact.self, from: Data(bytes))
+        } catch {
+            throw .malformed(version: version)
+        }
+        let signature = signer.signature(of: bytes)
+        _ = try await run(
+            RedisCommand(arguments: [Array("HSET".utf8), Array(Self.artifactKey(version).utf8), Array("artifact".utf8), bytes,
+                                     Array("hmac".utf8), Array(signature.utf8)]))
+        _ = try await run(RedisCommand("SADD", "sluice:{models}:versions", String(version)))
+        return artifact
+    }
+
+    /// Loads a version, verifying its HMAC before decoding a single byte.
+    public func load(_ version: Int) async throws(ModelError) -> ModelArtifact {
+        let reply = try await run(RedisCommand("HMGET", Self.artifactKey(version), "artifact", "hmac"))
+        guard let fields = reply.array, fields.count == 2, case .bulkString(let bytes) = fields[0], let signature = fields[1].string else {
+            throw .notFound(version: version)
+        }
+        guard signer.verify(bytes, signature: signature) else { throw .tampered(version: version) }
+        guard let artifact = try? Self.decoder.decode(ModelArtifact.self, from: Data(bytes)), artifact.version == version,
+            artifact.isWellFormed
+        else { throw .malformed(version: version) }
+        return artifact
+    }
+
+    public func activeVersion() async throws(ModelError) -> Int? {
+        try await run(RedisCommand("GET", "sluice:{models}:active")).int
+    }
+
+    /// Makes `version` the served model on every replica (after verifying it).
+    public func activate(_ version: Int) async throws(ModelError) {
+        _ = try await load(version)
+        _ = try await run(RedisCommand("SET", "sluice:{models}:active", String(version)))
+        _ = try await run(RedisCommand("PUBLISH", Self.activationChannel, String(version)))
+    }
+
+    public func versions() async throws(ModelError) -> [Int] {
+        (try await run(RedisCommand("SMEMBERS", "sluice:{models}:versions")).array ?? []).compactMap(\.int).sorted()
+    }
+
+    /// Ensures a model is active: the replica that wins the lock trains one with `train` and
+    /// activates it; the others wait (up to `timeout`) for it to appear.
+    public func bootstrap(
+        owner: String, timeout: Duration = .seconds(60), train: @Sendable () -> ModelArtifact
+    ) async throws(ModelError) -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let active = try await activeVersion() { return active }
+            let lock = try await run(RedisCommand("SET", "sluice:{models}:bootstrap-lock", owner, "NX", "PX", "30000"))
+            if lock.string == "OK" {
+                let artifact = try await store(train())
+                try await activate(artifact.version)
+                _ = try await run(RedisCommand("DEL", "sluice:{models}:bootstrap-lock"))
+                return artifact.version
+            }
+            do {
+                try await Task.sleep(for: .milliseconds(100))
+            } catch {
+                throw .redis(.shutdown)
+            }
+        }
+        throw .notFound(version: 0)
+    }
+
+    private func run(_ command: RedisCommand) async throws(ModelError) -> RedisReply {
+        do {
+            return try await client.send(command)
+        } catch {
+            throw .redis(error)
+        }
+    }
+
+    static let encoder = JSONEncoder.sluice
+    static let decoder = JSONDecoder.sluice
+}
+
+public enum ModelError: Error, Sendable, Equatable, CustomStringConvertible {
+    case notFound(version: Int)
+    /// The stored bytes do not match their HMAC: altered in Redis, or signed with another key.
+    case tampered(version: Int)
+    /// Signed, but not a usable model.
+    case malformed(version: Int)
+    case redis(RedisError)
+
+    public var description: String {
+        switch self {
+        case .notFound(let version): "model version \(version) does not exist"
+        case .tampered(let version): "model version \(version) failed signature verification and was refused"
+        case .malformed(let version): "model version \(version) is not a usable model"
+        case .redis(let error): "model registry unavailable: \(error)"
+        }
+    }
+}
