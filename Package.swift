@@ -16,7 +16,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.4.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
-        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -60,10 +59,20 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The HTTP API (Hummingbird): routes, auth and scopes, rate limiting, validation, metrics.
+        .target(
+            name: "SluiceService",
+            dependencies: [
+                "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRedis", "SluiceLimiter", "SluiceSecrets",
+                "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -74,6 +83,7 @@ let package = Package(
         .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceSecretsTests", dependencies: ["SluiceSecrets"]),
         .testTarget(name: "SluiceModelTests", dependencies: ["SluiceModel", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceServiceTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

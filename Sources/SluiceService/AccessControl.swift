@@ -1,0 +1,126 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import SluiceAuth
+import SluiceLimiter
+
+/// Who is calling, may they, and may they now: authentication, scopes and the rate-limit decision.
+struct AccessControl: Sendable {
+    let authenticator: KeyAuthenticator
+    let limiter: RateLimiter
+    /// Peers whose `X-Forwarded-For` is believed (the load balancers); nobody else's is.
+    let trustedProxies: Set<String>
+    let metrics: ServiceMetrics
+
+    /// Failed authentication is limited per client address, so that guessing keys is throttled:
+    /// 30 per minute with bursts of 10.
+    static let failedAuthPolicy = Policy(name: "auth", rate: 30, period: .seconds(60), burst: 10)
+
+    /// The key's record; failures are `401` (or `429` for a client that keeps failing, `503`
+    /// when keys cannot be checked).
+    func authenticate(_ request: Request, context: SluiceRequestContext) async throws -> KeyRecord {
+        let presented = Self.presentedKey(request.headers)
+        do {
+            return try await authenticator.authenticate(presented)
+        } catch {
+            if case .unavailable(let cause) = error {
+                metrics.redisErrors.increment()
+                context.logger.error("key lookup failed", metadata: ["error": "\(cause)"])
+                throw Problem.unavailable("API keys cannot be checked right now; retry shortly.")
+            }
+            metrics.authFailures.increment()
+            let client = clientAddress(request, context: context)
+            let decision = try await decide(key: "client-\(client)", policies: [Self.failedAuthPolicy], cost: 1)
+            if !decision.isAllowed {
+                throw rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
+            }
+            throw Problem.unauthorized(error.description, invalidToken: presented != nil)
+        }
+    }
+
+    /// Charges `cost` to every policy of the key; a denial is a `429` with `Retry-After`.
+    func admit(_ record: KeyRecord, cost: Int) async throws -> Decision {
+        let decision = try await decide(key: record.id, policies: record.limiterPolicies, cost: cost)
+        guard decision.isAllowed else {
+            if decision.retryAfter == nil {
+                var problem = Problem.invalid(
+                    [.init(pointer: "", detail: "this request costs \(cost), more than the '\(decision.policy.name)' burst of \(decision.limit)")],
+                    detail: "The request can never be admitted under this key's limits; send a smaller batch.")
+                problem.headers = Self.headers(for: decision)
+                throw problem
+            }
+            throw rateLimited(decision, detail: "Rate limit '\(decision.policy.name)' exceeded; retry after the given time.")
+        }
+        return decision
+    }
+
+    private func decide(key: String, policies: [Policy], cost: Int) async throws -> Decision {
+        let started = ContinuousClock.now
+        do {
+            let decision = try await limiter.check(key: key, policies: policies, cost: cost)
+            metrics.recordDecision(decision, duration: ContinuousClock.now - started)
+            return decision
+        } catch {
+            // Fail-secure: nothing is served without a limiter decision.
+            metrics.redisErrors.increment()
+            throw Problem.unavailable("The rate limiter is unavailable; retry shortly.")
+        }
+    }
+
+    private func rateLimited(_ decision: Decision, detail: String) -> Problem {
+        var problem = Problem(
+            status: .tooManyRequests, type: "/problems/quota-exceeded", title: "Too many requests", detail: detail,
+            policy: decision.policy.name, retryAfter: Self.wholeSeconds(decision.retryAfter ?? .seconds(1))
+        )
+        problem.headers = Self.headers(for: decision)
+        return problem
+    }
+
+    /// `RateLimit-Policy` and `RateLimit` in the form of draft-ietf-httpapi-ratelimit-headers-10:
+    /// `"default";q=20;w=1` (q: the burst, w: the period in seconds) and `"default";r=7;t=1`
+    /// (r: remaining now, t: seconds until the bucket is full again).
+    static func headers(for decision: Decision) -> HTTPFields {
+        var fields = HTTPFields()
+        fields[.rateLimitPolicy] = decision.states.map { state in
+            "\"\(state.policy.name)\";q=\(state.policy.burst);w=\(wholeSeconds(state.policy.period, minimum: 1))"
+        }.joined(separator: ", ")
+        fields[.rateLimit] = decision.states.map { state in
+            "\"\(state.policy.name)\";r=\(state.remaining);t=\(wholeSeconds(state.resetAfter, minimum: 0))"
+        }.joined(separator: ", ")
+        return fields
+    }
+
+    /// Rounded up, and never below `minimum` (`Retry-After: 0` would invite an immediate retry).
+    static func wholeSeconds(_ duration: Duration, minimum: Int = 1) -> Int {
+        max(minimum, Int(duration.seconds.rounded(.up)))
+    }
+
+    /// `Authorization: Bearer <key>`, else `X-API-Key: <key>`.
+    static func presentedKey(_ headers: HTTPFields) -> String? {
+        if let authorization = headers[.authorization] {
+            let parts = authorization.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" {
+                return parts[1].trimmingCharacters(in: .whitespaces)
+            }
+            return ""  // some other scheme: present but unusable
+        }
+        return headers[.apiKey]?.trimmingCharacters(in: .whitespaces)
+    }
+
+    /// The peer address, or — only when the peer is a trusted proxy — the last address in
+    /// `X-Forwarded-For` that is not itself a trusted proxy.
+    func clientAddress(_ request: Request, context: SluiceRequestContext) -> String {
+        let peer = context.remoteAddress?.ipAddress ?? "unknown"
+        guard trustedProxies.contains(peer), let forwarded = request.headers[.forwardedFor] else { return Self.sanitized(peer) }
+        let hops = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let client = hops.last { !trustedProxies.contains($0) } ?? peer
+        return Self.sanitized(client)
+    }
+
+    /// Keeps an address usable as a limiter key whatever a header contained.
+    private static func sanitized(_ address: String) -> String {
+        let allowed = address.unicodeScalars.filter { $0.properties.isASCIIHexDigit || $0 == "." || $0 == ":" }
+        return String(String.UnicodeScalarView(allowed.prefix(45)))
+    }
+}

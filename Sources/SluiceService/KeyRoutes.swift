@@ -1,0 +1,166 @@
+import Foundation
+import Hummingbird
+import SluiceAuth
+import SluiceCore
+import SluiceLimiter
+
+extension SluiceServer {
+    func addKeyRoutes(to router: Router<SluiceRequestContext>) {
+        router.post("/v1/keys") { request, context in
+            try await guarded(request, context, scopes: [.admin]) { _ in
+                let body = try await request.collectedBody(limit: context.maxUploadSize)
+                guard request.mediaType == "application/json" else { throw Problem.unsupportedMediaType(["application/json"]) }
+                let spec = try KeySpec.decode(body)
+                let key = APIKey.generate()
+                let record = KeyRecord(
+                    id: key.id, name: spec.name, scopes: spec.scopes, policies: spec.policies ?? [KeyRecord.defaultPolicy],
+                    quotaPerDay: spec.quota_per_day, overflow: spec.overflow ?? .reject, expiresAt: spec.expires_at,
+                    secrets: [.init(hash: key.hash)])
+                guard try await storeCall({ try await keys.create(record) }) else { throw Problem.conflict("Key id collision; retry.") }
+                return try Response.json(KeyView(record, key: key), status: .created)
+            }
+        }
+
+        router.get("/v1/keys") { request, context in
+            try await guarded(request, context, scopes: [.admin]) { _ in
+                try Response.json(["keys": try await storeCall { try await keys.list() }.map { KeyView($0) }])
+            }
+        }
+
+        router.get("/v1/keys/:id") { request, context in
+            try await guarded(request, context, scopes: [.admin]) { _ in
+                try Response.json(KeyView(try await existing(context)))
+            }
+        }
+
+        router.delete("/v1/keys/:id") { request, context in
+            try await guarded(request, context, scopes: [.admin]) { _ in
+                let record = try await existing(context)
+                _ = try await storeCall { try await keys.delete(record.id) }
+                access.authenticator.invalidate(record.id)
+                return Response(status: .noContent)
+            }
+        }
+
+        /// New secret; the old one keeps working for `grace_period` seconds (default 0).
+        router.post("/v1/keys/:id/rotate") { request, context in
+            try await guarded(request, context, scopes: [.admin]) { _ in
+                var record = try await existing(context)
+                let body = try await request.collectedBody(limit: context.maxUploadSize)
+                let grace = try RotateSpec.decode(body).grace_period ?? 0
+                let now = Date()
+                let key = APIKey.generate(id: record.id)
+                record.secrets = record.secrets.filter { $0.validUntil.map { $0 > now } ?? true }.map { old in
+                    var old = old
+                    old.validUntil = min(old.validUntil ?? .distantFuture, now.addingTimeInterval(grace))
+                    return old
+                }.filter { grace > 0 && $0.validUntil! > now } + [.init(hash: key.hash)]
+                _ = try await storeCall { try await keys.update(record) }
+                access.authenticator.invalidate(record.id)
+                return try Response.json(KeyView(record, key: key))
+            }
+        }
+    }
+
+    private func existing(_ context: SluiceRequestContext) async throws -> KeyRecord {
+        guard let id = context.parameters.get("id"), let record = try await storeCall({ try await keys.get(id) }) else {
+            throw Problem.notFound("No such key.")
+        }
+        return record
+    }
+
+    private func storeCall<T>(_ call: () async throws -> T) async throws(Problem) -> T {
+        do {
+            return try await call()
+        } catch {
+            metrics.redisErrors.increment()
+            throw Problem.unavailable("The key store is unavailable; retry shortly.")
+        }
+    }
+}
+
+/// `POST /v1/keys` body.
+struct KeySpec: Decodable {
+    var name: String
+    var scopes: [Scope]
+    var policies: [Policy]?
+    var quota_per_day: Int?
+    var overflow: KeyRecord.Overflow?
+    var expires_at: Date?
+
+    static func decode(_ body: [UInt8]) throws(Problem) -> KeySpec {
+        let spec: KeySpec
+        do {
+            spec = try JSONDecoder.sluice.decode(KeySpec.self, from: Data(body))
+        } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
+            throw Problem.malformedJSON("The body is not valid JSON.")
+        } catch {
+            throw Problem.invalid([.init(pointer: pointer(of: error), detail: "missing or of the wrong type")])
+        }
+        var errors: [Problem.FieldError] = []
+        if spec.name.isEmpty || spec.name.count > 64 { errors.append(.init(pointer: "/name", detail: "1-64 characters")) }
+        if spec.scopes.isEmpty { errors.append(.init(pointer: "/scopes", detail: "at least one scope")) }
+        for (index, policy) in (spec.policies ?? []).enumerated() {
+            if let problem = policy.validationError { errors.append(.init(pointer: "/policies/\(index)", detail: problem)) }
+        }
+        if let policies = spec.policies, policies.isEmpty || Set(policies.map(\.name)).count != policies.count || policies.contains(where: { $0.name == "daily" }) {
+            errors.append(.init(pointer: "/policies", detail: "1 or more policies with unique names other than 'daily' (the quota's)"))
+        }
+        if let quota = spec.quota_per_day, quota < 1 { errors.append(.init(pointer: "/quota_per_day", detail: "must be at least 1")) }
+        if let expiry = spec.expires_at, expiry <= Date() { errors.append(.init(pointer: "/expires_at", detail: "must be in the future")) }
+        guard errors.isEmpty else { throw Problem.invalid(errors) }
+        return spec
+    }
+}
+
+/// `POST /v1/keys/{id}/rotate` body (optional).
+struct RotateSpec: Decodable {
+    var grace_period: Double?
+
+    static func decode(_ body: [UInt8]) throws(Problem) -> RotateSpec {
+        guard !body.isEmpty else { return RotateSpec() }
+        guard let spec = try? JSONDecoder().decode(RotateSpec.self, from: Data(body)) else {
+            throw Problem.invalid([.init(pointer: "/grace_period", detail: "seconds >= 0")])
+        }
+        guard (spec.grace_period ?? 0) >= 0, (spec.grace_period ?? 0) <= 30 * 86_400 else {
+            throw Problem.invalid([.init(pointer: "/grace_period", detail: "between 0 and 30 days in seconds")])
+        }
+        return spec
+    }
+}
+
+/// A key as the API shows it: never a hash; the full key only in the response that creates it.
+struct KeyView: Encodable {
+    var id: String
+    var name: String
+    var scopes: [Scope]
+    var policies: [Policy]
+    var quota_per_day: Int?
+    var overflow: KeyRecord.Overflow
+    var expires_at: Date?
+    var created_at: Date
+    var key: String?
+
+    init(_ record: KeyRecord, key: APIKey? = nil) {
+        id = record.id
+        name = record.name
+        scopes = record.scopes
+        policies = record.policies
+        quota_per_day = record.quotaPerDay
+        overflow = record.overflow
+        expires_at = record.expiresAt
+        created_at = record.createdAt
+        self.key = key?.revealed
+    }
+}
+
+/// The JSON Pointer of the field a `DecodingError` complains about.
+func pointer(of error: any Error) -> String {
+    let path: [any CodingKey]
+    switch error as? DecodingError {
+    case .keyNotFound(let key, let context)?: path = context.codingPath + [key]
+    case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?: path = context.codingPath
+    default: path = []
+    }
+    return path.map { "/" + ($0.intValue.map(String.init) ?? $0.stringValue) }.joined()
+}

@@ -1,0 +1,142 @@
+import Foundation
+import Hummingbird
+import SluiceAuth
+import SluiceModel
+
+extension SluiceServer {
+    /// A candidate whose reference accuracy is more than this below the active model's is stored
+    /// but not activated (poisoning guard); an admin may still activate it explicitly.
+    static let qualityGateTolerance = 0.05
+
+    func addModelRoutes(to router: Router<SluiceRequestContext>) {
+        router.get("/v1/models") { request, context in
+            try await guarded(request, context, scopes: [.train, .admin]) { _ in
+                let active = try await registryCall { try await models.registry.activeVersion() }
+                var summaries: [ModelSummary] = []
+                for version in try await registryCall({ try await models.registry.versions() }) {
+                    do {
+                        summaries.append(ModelSummary(try await models.registry.load(version), active: active))
+                    } catch {
+                        summaries.append(ModelSummary(version: version, verified: false, active: version == active))
+                    }
+                }
+                return try Response.json(["models": summaries])
+            }
+        }
+
+        router.get("/v1/models/:version") { request, context in
+            try await guarded(request, context, scopes: [.train, .admin]) { _ in
+                let version = try Self.version(context)
+                let active = try await registryCall { try await models.registry.activeVersion() }
+                let artifact = try await registryCall { try await models.registry.load(version) }
+                return try Response.json(ModelDetail(artifact: artifact, active: active == version))
+            }
+        }
+
+        router.post("/v1/models") { request, context in
+            try await guarded(request, context, scopes: [.train]) { record in
+                try await train(request, context, trainedBy: record.id)
+            }
+        }
+
+        router.post("/v1/models/:version/activate") { request, context in
+            try await guarded(request, context, scopes: [.admin]) { _ in
+                let version = try Self.version(context)
+                try await registryCall { try await models.registry.activate(version) }
+                await models.refresh()
+                return try Response.json(["active_version": version])
+            }
+        }
+    }
+
+    private func train(_ request: Request, _ context: SluiceRequestContext, trainedBy: String) async throws -> Response {
+        let body = try await request.collectedBody(limit: context.maxUploadSize)
+        let data: TrainingData
+        do {
+            switch request.mediaType {
+            case "text/csv": data = try TrainingData.csv(String(decoding: body, as: UTF8.self), schema: .iris)
+            case "application/json": data = try TrainingData.json(Data(body), schema: .iris)
+            default: throw Problem.unsupportedMediaType(["text/csv", "application/json"])
+            }
+        } catch let error as DataValidationError {
+            throw Problem.invalid(error.problems.map { .init(pointer: $0.pointer, detail: $0.detail) }, detail: "The training data was refused; see errors.")
+        }
+        let reference = try IrisDataset.load()
+        let candidate = LogisticRegression().train(data, reference: reference, trainedBy: trainedBy)
+        let stored = try await registryCall { try await models.registry.store(candidate) }
+        let active = models.current
+        let threshold = (active?.metrics.referenceAccuracy ?? 0) - Self.qualityGateTolerance
+        let passes = stored.metrics.referenceAccuracy >= threshold
+        if passes {
+            try await registryCall { try await models.registry.activate(stored.version) }
+            await models.refresh()
+        }
+        struct Trained: Encodable {
+            var model: ModelSummary
+            var activated: Bool
+            var reason: String
+        }
+        let reason = passes
+            ? "reference accuracy \(stored.metrics.referenceAccuracy) is within \(Self.qualityGateTolerance) of the active model's"
+            : "not activated: reference accuracy \(stored.metrics.referenceAccuracy) is more than \(Self.qualityGateTolerance) below the active model's \(active?.metrics.referenceAccuracy ?? 0); an admin may activate it explicitly"
+        return try Response.json(
+            Trained(model: ModelSummary(stored, active: passes ? stored.version : active?.version), activated: passes, reason: reason),
+            status: .created)
+    }
+
+    private static func version(_ context: SluiceRequestContext) throws -> Int {
+        guard let text = context.parameters.get("version"), let version = Int(text), version > 0 else {
+            throw Problem.notFound("No such model version.")
+        }
+        return version
+    }
+
+    /// Maps registry errors to problems: unknown → 404, refused → 409, Redis → 503.
+    private func registryCall<T>(_ call: () async throws -> T) async throws(Problem) -> T {
+        do {
+            return try await call()
+        } catch {
+            guard let error = error as? ModelError else { throw Problem.unavailable("The model registry failed; retry shortly.") }
+            switch error {
+            case .notFound(let version): throw Problem.notFound("Model version \(version) does not exist.")
+            case .tampered, .malformed:
+                metrics.refusedArtifacts.increment()
+                logger.error("refused model artifact", metadata: ["error": "\(error)"])
+                throw Problem.conflict("\(error).")
+            case .redis:
+                metrics.redisErrors.increment()
+                throw Problem.unavailable("The model registry is unavailable; retry shortly.")
+            }
+        }
+    }
+}
+
+/// A model as listed: what it is and how good, without its weights.
+struct ModelSummary: Encodable {
+    var version: Int
+    var verified: Bool
+    var active: Bool
+    var created_at: Date?
+    var trained_by: String?
+    var training_data_sha256: String?
+    var metrics: ModelArtifact.Metrics?
+
+    init(version: Int, verified: Bool, active: Bool) {
+        self.version = version
+        self.verified = verified
+        self.active = active
+    }
+
+    init(_ artifact: ModelArtifact, active: Int?) {
+        self.init(version: artifact.version, verified: true, active: artifact.version == active)
+        created_at = artifact.createdAt
+        trained_by = artifact.trainedBy
+        training_data_sha256 = artifact.trainingDataSHA256
+        metrics = artifact.metrics
+    }
+}
+
+struct ModelDetail: Encodable {
+    var artifact: ModelArtifact
+    var active: Bool
+}

@@ -1,0 +1,33 @@
+import Hummingbird
+import SluiceRedis
+
+extension SluiceServer {
+    func addOperationalRoutes(to router: Router<SluiceRequestContext>) {
+        /// Liveness: the process answers.
+        router.get("/healthz") { _, _ in
+            try Response.json(["status": "ok"])
+        }
+
+        /// Readiness: Redis answers and a verified model is loaded. A load balancer drains a
+        /// replica that is not ready.
+        router.get("/readyz") { _, _ -> Response in
+            do {
+                _ = try await redis.send(RedisCommand("PING"))
+            } catch {
+                metrics.redisErrors.increment()
+                throw Problem.unavailable("Redis is unreachable.")
+            }
+            guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
+            struct Ready: Encodable { var status = "ready", model_version: Int }
+            return try Response.json(Ready(model_version: model.version))
+        }
+
+        router.get("/metrics") { request, context in
+            try await guarded(request, context, scopes: [.metrics]) { _ in
+                Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition())))
+            }
+        }
+    }
+}

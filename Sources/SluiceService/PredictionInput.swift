@@ -1,0 +1,80 @@
+import SluiceModel
+
+/// A prediction request, validated against the served model's feature schema.
+///
+/// `{"features": {…}}` or `{"instances": [{…}, …]}` (1–100 instances). Every feature must be present
+/// once, be a finite number, and lie within 10 training ranges of the training data's min…max
+/// (anything further is an absurd magnitude, not a flower); unknown fields are refused.
+struct PredictionInput {
+    static let maximumInstances = 100
+    let instances: [[Double]]
+
+    static func parse(_ body: [UInt8], model: ModelArtifact) throws(Problem) -> PredictionInput {
+        let json: JSONValue
+        do {
+            json = try StrictJSON.parse(body)
+        } catch {
+            switch error {
+            case .malformed(let offset, let reason): throw Problem.malformedJSON("Malformed JSON at byte \(offset): \(reason).")
+            case .tooDeep(let pointer): throw Problem.invalid([.init(pointer: pointer, detail: "nested too deeply")])
+            case .duplicateKey(let pointer): throw Problem.invalid([.init(pointer: pointer, detail: "duplicated field")])
+            }
+        }
+        guard case .object(let top) = json else {
+            throw Problem.invalid([.init(pointer: "", detail: "expected an object with \"features\" or \"instances\"")])
+        }
+        var errors: [Problem.FieldError] = []
+        for key in top.keys.sorted() where key != "features" && key != "instances" {
+            errors.append(.init(pointer: "/" + StrictJSON.escapePointer(key), detail: "unknown field"))
+        }
+        var rows: [(pointer: String, value: JSONValue)] = []
+        switch (top["features"], top["instances"]) {
+        case (let features?, nil):
+            rows = [("/features", features)]
+        case (nil, .array(let instances)?):
+            if instances.isEmpty { errors.append(.init(pointer: "/instances", detail: "at least one instance is required")) }
+            if instances.count > maximumInstances {
+                errors.append(.init(pointer: "/instances", detail: "at most \(maximumInstances) instances per request, got \(instances.count)"))
+            } else {
+                rows = instances.enumerated().map { ("/instances/\($0.offset)", $0.element) }
+            }
+        case (nil, _?):
+            errors.append(.init(pointer: "/instances", detail: "must be an array of objects"))
+        case (_?, _?):
+            errors.append(.init(pointer: "", detail: "send either \"features\" or \"instances\", not both"))
+        case (nil, nil):
+            errors.append(.init(pointer: "", detail: "missing \"features\" or \"instances\""))
+        }
+        var instances: [[Double]] = []
+        for (pointer, value) in rows where errors.count < 50 {
+            guard case .object(let fields) = value else {
+                errors.append(.init(pointer: pointer, detail: "must be an object of feature values"))
+                continue
+            }
+            for name in fields.keys.sorted() where !model.features.contains(where: { $0.name == name }) {
+                errors.append(.init(pointer: "\(pointer)/\(StrictJSON.escapePointer(name))", detail: "unknown feature"))
+            }
+            var row: [Double] = []
+            for feature in model.features {
+                let fieldPointer = "\(pointer)/\(feature.name)"
+                switch fields[feature.name] {
+                case nil:
+                    errors.append(.init(pointer: fieldPointer, detail: "missing feature"))
+                case .number(let number) where !number.isFinite:
+                    errors.append(.init(pointer: fieldPointer, detail: "must be a finite number"))
+                case .number(let number):
+                    let range = max(feature.max - feature.min, 1e-9)
+                    if number < feature.min - 10 * range || number > feature.max + 10 * range {
+                        errors.append(.init(pointer: fieldPointer, detail: "absurd magnitude: training data spans \(feature.min)…\(feature.max)"))
+                    }
+                    row.append(number)
+                case .string, .bool, .null, .object, .array:
+                    errors.append(.init(pointer: fieldPointer, detail: "must be a number"))
+                }
+            }
+            instances.append(row)
+        }
+        guard errors.isEmpty else { throw Problem.invalid(errors) }
+        return PredictionInput(instances: instances)
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// An error as the client sees it: RFC 9457 `application/problem+json`.
+///
+/// `type` is a relative URI naming the kind of problem (documented in `openapi.yaml`); `errors`
+/// points at each bad field of a request body with a JSON Pointer (RFC 6901).
+public struct Problem: HTTPResponseError, Sendable {
+    public struct FieldError: Sendable, Encodable, Equatable {
+        public var pointer: String
+        public var detail: String
+    }
+
+    public var status: HTTPResponse.Status
+    public var type: String
+    public var title: String
+    public var detail: String
+    public var errors: [FieldError] = []
+    /// The rate-limit policy that denied the request.
+    public var policy: String?
+    /// Seconds until the request may be retried (429 and 503), as in `Retry-After`.
+    public var retryAfter: Int?
+    public var headers: HTTPFields = [:]
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = ProblemBody(
+            type: type, title: title, status: status.code, detail: detail, instance: request.uri.path,
+            errors: errors.isEmpty ? nil : errors, policy: policy, retry_after: retryAfter
+        )
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(body))))
+    }
+
+    private struct ProblemBody: Encodable {
+        var type: String, title: String, status: Int, detail: String, instance: String
+        var errors: [FieldError]?
+        var policy: String?
+        var retry_after: Int?
+    }
+
+    // MARK: - The kinds of problem
+
+    static func malformedJSON(_ detail: String) -> Problem {
+        Problem(status: .badRequest, type: "/problems/malformed-json", title: "Malformed JSON", detail: detail)
+    }
+
+    static func invalid(_ errors: [FieldError], detail: String = "The request body has invalid fields; see errors.") -> Problem {
+        Problem(status: .unprocessableContent, type: "/problems/invalid-input", title: "Invalid input", detail: detail, errors: errors)
+    }
+
+    static func unsupportedMediaType(_ accepted: [String]) -> Problem {
+        Problem(
+            status: .unsupportedMediaType, type: "/problems/unsupported-media-type", title: "Unsupported media type",
+            detail: "Send the body as \(accepted.joined(separator: " or ")).")
+    }
+
+    static func tooLarge(limit: Int) -> Problem {
+        Problem(status: .contentTooLarge, type: "/problems/body-too-large", title: "Request body too large",
+                detail: "The body exceeds \(limit) bytes.")
+    }
+
+    static func unauthorized(_ detail: String, invalidToken: Bool) -> Problem {
+        var problem = Problem(status: .unauthorized, type: "/problems/unauthorized", title: "Unauthorized", detail: detail)
+        problem.headers[.wwwAuthenticate] = invalidToken ? #"Bearer realm="sluice", error="invalid_token""# : #"Bearer realm="sluice""#
+        return problem
+    }
+
+    static func forbidden(missing scope: String) -> Problem {
+        var problem = Problem(status: .forbidden, type: "/problems/insufficient-scope", title: "Insufficient scope",
+                              detail: "This endpoint needs a key with the '\(scope)' scope.")
+        problem.headers[.wwwAuthenticate] = #"Bearer realm="sluice", error="insufficient_scope", scope="\#(scope)""#
+        return problem
+    }
+
+    static func notFound(_ detail: String) -> Problem {
+        Problem(status: .notFound, type: "/problems/not-found", title: "Not found", detail: detail)
+    }
+
+    static func conflict(_ detail: String) -> Problem {
+        Problem(status: .conflict, type: "/problems/conflict", title: "Conflict", detail: detail)
+    }
+
+    /// Fail-secure: without Redis there is no limiter decision and no verified model, so no service.
+    static func unavailable(_ detail: String) -> Problem {
+        Problem(status: .serviceUnavailable, type: "/problems/unavailable", title: "Service unavailable",
+                detail: detail, retryAfter: 1)
+    }
+}
+
+extension HTTPField.Name {
+    static let apiKey = Self("X-API-Key")!
+    static let rateLimit = Self("RateLimit")!
+    static let rateLimitPolicy = Self("RateLimit-Policy")!
+    static let requestID = Self("X-Request-ID")!
+    static let forwardedFor = Self("X-Forwarded-For")!
+}

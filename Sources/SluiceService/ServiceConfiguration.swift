@@ -1,0 +1,51 @@
+import SluiceAuth
+import SluiceModel
+import SluiceRedis
+import SluiceSecrets
+
+/// Everything `sluice serve` needs, validated before anything starts.
+public struct ServiceConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var redis: RedisConfiguration
+    /// `SLUICE_ADMIN_KEY`: the bootstrap admin key (only its hash is kept).
+    public var adminKey: APIKey
+    /// `SLUICE_MODEL_SIGNING_KEY`: HMAC-SHA256 key for model artifacts.
+    public var signer: ArtifactSigner
+    /// `SLUICE_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    public var trustedProxies: Set<String>
+    public var keyCacheLifetime: Duration = .milliseconds(500)
+
+    /// Reads and checks the required secrets; any problem is a refusal to start that names the
+    /// variable, never its value.
+    public init(host: String, port: Int, redis: RedisConfiguration, secrets: SecretSource) throws(SecretError) {
+        self.host = host
+        self.port = port
+        self.redis = redis
+        let admin = try secrets.required("SLUICE_ADMIN_KEY")
+        guard let adminKey = APIKey(admin.revealed) else {
+            throw .invalid(name: "SLUICE_ADMIN_KEY", reason: "must have the key format sk_<8-32 of a-z0-9>_<32+ of A-Za-z0-9>")
+        }
+        guard Self.looksRandom(admin.revealed.split(separator: "_").last.map(String.init) ?? "") else {
+            throw .invalid(name: "SLUICE_ADMIN_KEY", reason: "its secret part looks weak (too few distinct characters); generate one with `sluice keygen`")
+        }
+        self.adminKey = adminKey
+        let signing = try secrets.required("SLUICE_MODEL_SIGNING_KEY")
+        guard let signer = ArtifactSigner(key: Array(signing.revealed.utf8)) else {
+            throw .invalid(name: "SLUICE_MODEL_SIGNING_KEY", reason: "must be at least \(ArtifactSigner.minimumKeyBytes) bytes")
+        }
+        guard Self.looksRandom(signing.revealed) else {
+            throw .invalid(name: "SLUICE_MODEL_SIGNING_KEY", reason: "looks weak (too few distinct characters); use 32+ random bytes")
+        }
+        self.signer = signer
+        self.trustedProxies = Set(
+            (secrets.environment["SLUICE_TRUSTED_PROXIES"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty })
+    }
+
+    /// A coarse guard against placeholders like `aaaa…` or `changeme…`: a random secret of 32+
+    /// characters has far more than 12 distinct characters.
+    static func looksRandom(_ secret: String) -> Bool {
+        Set(secret.unicodeScalars).count >= 12
+    }
+}

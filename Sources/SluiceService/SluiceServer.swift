@@ -1,0 +1,104 @@
+import Foundation
+import Hummingbird
+import Logging
+import SluiceAuth
+import SluiceLimiter
+import SluiceModel
+import SluiceRedis
+
+/// One stateless replica of the prediction API: everything it shares with other replicas lives
+/// in Redis (keys, limits, models), so any number of them can run behind a load balancer.
+public struct SluiceServer: Sendable {
+    let configuration: ServiceConfiguration
+    let logger: Logger
+    let redis: RedisClient
+    let keys: KeyStore
+    let access: AccessControl
+    let models: ModelHolder
+    let metrics: ServiceMetrics
+
+    public init(configuration: ServiceConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.redis = RedisClient(configuration: configuration.redis, logger: logger)
+        self.metrics = ServiceMetrics()
+        self.keys = KeyStore(client: redis)
+        self.access = AccessControl(
+            authenticator: KeyAuthenticator(store: keys, bootstrapAdminKey: configuration.adminKey, cacheLifetime: configuration.keyCacheLifetime),
+            limiter: RateLimiter(client: redis),
+            trustedProxies: configuration.trustedProxies,
+            metrics: metrics
+        )
+        self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), metrics: metrics, logger: logger)
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
+    public func run() async throws {
+        let router = Router(context: SluiceRequestContext.self)
+        router.add(middleware: RequestLogMiddleware(metrics: metrics))
+        addOperationalRoutes(to: router)
+        addPredictionRoutes(to: router)
+        addModelRoutes(to: router)
+        addKeyRoutes(to: router)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sluice"),
+            logger: logger
+        )
+        defer { redis.shutdown() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.prepareModel() }
+            try await app.runService()
+            group.cancelAll()
+        }
+    }
+
+    /// Makes sure a model is active (training version 1 on the very first start, one replica
+    /// only), then keeps the served model in step with the active version.
+    private func prepareModel() async {
+        let owner = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        while !Task.isCancelled {
+            do {
+                let iris = try IrisDataset.load()
+                _ = try await models.registry.bootstrap(owner: owner) {
+                    LogisticRegression().train(iris, reference: iris, trainedBy: "bootstrap")
+                }
+                break
+            } catch {
+                logger.warning("no active model yet; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        await models.run()
+    }
+
+    /// Authenticates, charges `cost` to the key's limits, checks the scope, then runs `body`;
+    /// every response (success or problem) carries the `RateLimit` headers of the decision.
+    func guarded(
+        _ request: Request, _ context: SluiceRequestContext, scopes: Set<Scope>, cost: Int = 1,
+        _ body: (KeyRecord) async throws -> Response
+    ) async throws -> Response {
+        let record = try await access.authenticate(request, context: context)
+        RequestFacts.record(keyID: record.id)
+        let decision: Decision
+        do {
+            decision = try await access.admit(record, cost: cost)
+        } catch {
+            RequestFacts.record(decision: "denied")
+            throw error
+        }
+        RequestFacts.record(decision: "allowed")
+        let headers = AccessControl.headers(for: decision)
+        do {
+            guard !scopes.isDisjoint(with: record.scopes) else {
+                throw Problem.forbidden(missing: scopes.sorted().map(\.rawValue).joined(separator: "' or '"))
+            }
+            var response = try await body(record)
+            response.headers.append(contentsOf: headers)
+            return response
+        } catch var problem as Problem {
+            problem.headers.append(contentsOf: headers)
+            throw problem
+        }
+    }
+}

@@ -1,0 +1,211 @@
+/// A JSON value from ``StrictJSON``.
+indirect enum JSONValue: Equatable, Sendable {
+    case object([String: JSONValue])
+    case array([JSONValue])
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case null
+}
+
+/// A strict RFC 8259 parser for request bodies.
+///
+/// Stricter than Foundation's on purpose: a duplicated object key is an error (which of two
+/// `"petal_width"` values did the client mean?), and so is nesting deeper than `maxDepth`, so a
+/// hostile body of ten thousand `[` cannot exhaust the stack.
+struct StrictJSON {
+    enum Failure: Error, Equatable {
+        /// Not JSON at all (400).
+        case malformed(offset: Int, reason: String)
+        /// JSON, but nested too deeply (422).
+        case tooDeep(pointer: String)
+        /// JSON, but with a key given twice (422).
+        case duplicateKey(pointer: String)
+    }
+
+    static func parse(_ bytes: [UInt8], maxDepth: Int = 8) throws(Failure) -> JSONValue {
+        var parser = StrictJSON(bytes: bytes, maxDepth: maxDepth)
+        parser.skipWhitespace()
+        let value = try parser.value(depth: 0, pointer: "")
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw .malformed(offset: parser.index, reason: "unexpected data after the value") }
+        return value
+    }
+
+    private let bytes: [UInt8]
+    private let maxDepth: Int
+    private var index = 0
+
+    private init(bytes: [UInt8], maxDepth: Int) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
+
+    private mutating func value(depth: Int, pointer: String) throws(Failure) -> JSONValue {
+        guard index < bytes.count else { throw .malformed(offset: index, reason: "unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            guard depth < maxDepth else { throw .tooDeep(pointer: pointer) }
+            return try object(depth: depth, pointer: pointer)
+        case UInt8(ascii: "["):
+            guard depth < maxDepth else { throw .tooDeep(pointer: pointer) }
+            return try array(depth: depth, pointer: pointer)
+        case UInt8(ascii: "\""):
+            return .string(try string())
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
+        default:
+            return .number(try number())
+        }
+    }
+
+    private mutating func object(depth: Int, pointer: String) throws(Failure) -> JSONValue {
+        index += 1
+        var members: [String: JSONValue] = [:]
+        skipWhitespace()
+        if peek(UInt8(ascii: "}")) {
+            index += 1
+            return .object(members)
+        }
+        while true {
+            skipWhitespace()
+            guard peek(UInt8(ascii: "\"")) else { throw .malformed(offset: index, reason: "expected a string key") }
+            let key = try string()
+            let memberPointer = pointer + "/" + Self.escapePointer(key)
+            guard members[key] == nil else { throw .duplicateKey(pointer: memberPointer) }
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"))
+            skipWhitespace()
+            members[key] = try value(depth: depth + 1, pointer: memberPointer)
+            skipWhitespace()
+            if peek(UInt8(ascii: ",")) {
+                index += 1
+                continue
+            }
+            try expect(UInt8(ascii: "}"))
+            return .object(members)
+        }
+    }
+
+    private mutating func array(depth: Int, pointer: String) throws(Failure) -> JSONValue {
+        index += 1
+        var elements: [JSONValue] = []
+        skipWhitespace()
+        if peek(UInt8(ascii: "]")) {
+            index += 1
+            return .array(elements)
+        }
+        while true {
+            skipWhitespace()
+            elements.append(try value(depth: depth + 1, pointer: "\(pointer)/\(elements.count)"))
+            skipWhitespace()
+            if peek(UInt8(ascii: ",")) {
+                index += 1
+                continue
+            }
+            try expect(UInt8(ascii: "]"))
+            return .array(elements)
+        }
+    }
+
+    private mutating func string() throws(Failure) -> String {
+        index += 1
+        var scalars: [UInt8] = []
+        while index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            switch byte {
+            case UInt8(ascii: "\""):
+                guard let text = String(validating: scalars, as: UTF8.self) else {
+                    throw .malformed(offset: index, reason: "invalid UTF-8 in a string")
+                }
+                return text
+            case UInt8(ascii: "\\"):
+                guard index < bytes.count else { break }
+                let escape = bytes[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scalars.append(escape)
+                case UInt8(ascii: "b"): scalars.append(8)
+                case UInt8(ascii: "f"): scalars.append(12)
+                case UInt8(ascii: "n"): scalars.append(10)
+                case UInt8(ascii: "r"): scalars.append(13)
+                case UInt8(ascii: "t"): scalars.append(9)
+                case UInt8(ascii: "u"):
+                    guard index + 4 <= bytes.count, let code = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16),
+                        let scalar = Unicode.Scalar(code)
+                    else { throw .malformed(offset: index, reason: "invalid \\u escape") }
+                    index += 4
+                    scalars.append(contentsOf: Array(String(Character(scalar)).utf8))
+                default:
+                    throw .malformed(offset: index, reason: "invalid escape")
+                }
+            case 0..<0x20:
+                throw .malformed(offset: index, reason: "control character in a string")
+            default:
+                scalars.append(byte)
+            }
+        }
+        throw .malformed(offset: index, reason: "unterminated string")
+    }
+
+    private mutating func number() throws(Failure) -> Double {
+        let start = index
+        if peek(UInt8(ascii: "-")) { index += 1 }
+        let digitsStart = index
+        while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
+        let integerDigits = index - digitsStart
+        guard integerDigits > 0, !(integerDigits > 1 && bytes[digitsStart] == UInt8(ascii: "0")) else {
+            throw .malformed(offset: start, reason: "invalid value")
+        }
+        if peek(UInt8(ascii: ".")) {
+            index += 1
+            let fractionStart = index
+            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
+            guard index > fractionStart else { throw .malformed(offset: index, reason: "invalid number") }
+        }
+        if peek(UInt8(ascii: "e")) || peek(UInt8(ascii: "E")) {
+            index += 1
+            if peek(UInt8(ascii: "+")) || peek(UInt8(ascii: "-")) { index += 1 }
+            let exponentStart = index
+            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
+            guard index > exponentStart else { throw .malformed(offset: index, reason: "invalid number") }
+        }
+        // 1e400 parses to infinity: it is JSON, and the caller refuses it as not finite.
+        guard let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)) else {
+            throw .malformed(offset: start, reason: "invalid number")
+        }
+        return value
+    }
+
+    private mutating func literal(_ word: String) throws(Failure) {
+        let expected = Array(word.utf8)
+        guard index + expected.count <= bytes.count, Array(bytes[index..<index + expected.count]) == expected else {
+            throw .malformed(offset: index, reason: "invalid value")
+        }
+        index += expected.count
+    }
+
+    private mutating func expect(_ byte: UInt8) throws(Failure) {
+        guard peek(byte) else { throw .malformed(offset: index, reason: "expected '\(Character(Unicode.Scalar(byte)))'") }
+        index += 1
+    }
+
+    private func peek(_ byte: UInt8) -> Bool { index < bytes.count && bytes[index] == byte }
+
+    private mutating func skipWhitespace() {
+        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+    }
+
+    /// RFC 6901: `~` → `~0`, `/` → `~1`.
+    static func escapePointer(_ key: String) -> String {
+        key.replacing("~", with: "~0").replacing("/", with: "~1")
+    }
+}
