@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceSecretsTests", dependencies: ["SluiceSecrets"]),
         .testTarget(name: "SluiceModelTests", dependencies: ["SluiceModel", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceServiceTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceServiceTests", dependencies: ["SluiceAuth", "SluiceRedis", "SluiceModel", "SluiceTestSupport"]),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

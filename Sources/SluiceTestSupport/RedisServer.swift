@@ -103,7 +103,7 @@ public final class RedisServer: Sendable {
 
     /// Runs a program and waits for it. `posix_spawn` rather than `Process`: Foundation learns of a
     /// child's exit through a descriptor that the backgrounded watchdog would inherit and keep open.
-    static func run(_ executable: String, _ arguments: [String]) throws -> Int32 {
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -121,8 +121,11 @@ public final class RedisServer: Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
         var pid = pid_t()
-        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard spawned == 0 else { throw TestSupportError("cannot run \(executable): error \(spawned)") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}

@@ -1,0 +1,128 @@
+import Foundation
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A real `sluice serve` process on a free loopback port, for tests over HTTP.
+///
+/// Started like ``RedisServer`` (no blocked signals, no inherited descriptors, a watchdog that
+/// kills it when the test process is gone).
+public final class ServiceProcess: Sendable {
+    public let port: Int
+    public let logFile: String
+    private let pidFile: String
+
+    /// The `sluice` binary next to the test bundle (`.build/<config>/sluice`), or `SLUICE_BINARY`.
+    public static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["SLUICE_BINARY"] { return path }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("sluice").path
+    }
+
+    /// Starts `sluice serve` with `environment` added to this process' environment.
+    public init(redisURL: String, environment: [String: String], arguments: [String] = []) throws {
+        port = try RedisServer.freePort()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-serve-\(port)-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        logFile = "\(directory)/serve.log"
+        pidFile = "\(directory)/serve.pid"
+        try Self.launch(
+            arguments: ["serve", "--port", String(port), "--redis", redisURL, "--redis-timeout-ms", "500"] + arguments,
+            environment: environment, logFile: logFile, pidFile: pidFile)
+    }
+
+    deinit { kill() }
+
+    /// Runs `sluice <arguments>` to completion and returns its exit status and output.
+    public static func run(arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-run-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let status = try RedisServer.run(
+            "/bin/bash", ["-c", #""$@" > "$SLUICE_TEST_LOG" 2>&1"#, "bash", binary] + arguments,
+            environment: environment.merging(["SLUICE_TEST_LOG": "\(directory)/out.log"]) { $1 })
+        return (status, (try? String(contentsOfFile: "\(directory)/out.log", encoding: .utf8)) ?? "")
+    }
+
+    private static func launch(arguments: [String], environment: [String: String], logFile: String, pidFile: String) throws {
+        let script = """
+            for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+            "$@" > '\(logFile)' 2>&1 </dev/null &
+            pid=$!
+            echo $pid > '\(pidFile)'
+            ( while kill -0 \(getpid()) 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done
+              kill -9 $pid ) >/dev/null 2>&1 </dev/null &
+            """
+        let status = try RedisServer.run("/bin/bash", ["-c", script, "bash", binary] + arguments, environment: environment)
+        guard status == 0 else { throw TestSupportError("cannot start sluice serve (exit \(status))") }
+    }
+
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    public var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+
+    private var pid: Int32? {
+        (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Waits until `GET /readyz` answers 200.
+    public func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let response = try? await HTTP.send("GET", "\(baseURL)/readyz"), response.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("sluice serve on port \(port) not ready in time; log:\n\(log.suffix(2000))")
+    }
+
+    /// SIGKILL: the process is gone at once.
+    public func kill() {
+        guard let pid else { return }
+        Foundation.kill(pid, SIGKILL)
+        try? waitUntil(timeout: 5) { !RedisServer.accepts(port: self.port) }
+    }
+}
+
+/// A minimal HTTP client over URLSession for tests.
+public enum HTTP {
+    public struct Response: Sendable {
+        public let status: Int
+        public let headers: [String: String]
+        public let body: Data
+
+        /// A header by case-insensitive name.
+        public func header(_ name: String) -> String? {
+            headers.first { $0.key.lowercased() == name.lowercased() }?.value
+        }
+
+        public var text: String { String(decoding: body, as: UTF8.self) }
+
+        public var json: [String: Any]? { try? JSONSerialization.jsonObject(with: body) as? [String: Any] }
+    }
+
+    private static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = 10
+        configuration.httpMaximumConnectionsPerHost = 16
+        return URLSession(configuration: configuration)
+    }()
+
+    public static func send(_ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil) async throws -> Response {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        request.httpBody = body
+        let (data, response) = try await session.data(for: request)
+        let http = response as! HTTPURLResponse
+        var fields: [String: String] = [:]
+        for (name, value) in http.allHeaderFields { fields["\(name)"] = "\(value)" }
+        return Response(status: http.statusCode, headers: fields, body: data)
+    }
+
+    /// JSON body with `Content-Type: application/json`.
+    public static func json(_ method: String, _ url: String, key: String? = nil, _ body: String) async throws -> Response {
+        var headers = ["Content-Type": "application/json"]
+        if let key { headers["Authorization"] = "Bearer \(key)" }
+        return try await send(method, url, headers: headers, body: Data(body.utf8))
+    }
+}

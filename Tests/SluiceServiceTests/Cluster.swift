@@ -1,0 +1,47 @@
+import Foundation
+import SluiceAuth
+import SluiceTestSupport
+
+/// A private Redis and `sluice serve` replicas sharing it, with fresh secrets.
+final class Cluster: Sendable {
+    let redis: RedisServer
+    let replicas: [ServiceProcess]
+    let adminKey = APIKey.generate().revealed
+    let signingKey = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined() + "-test-signing-key"
+
+    init(replicas count: Int = 1) async throws {
+        redis = try RedisServer()
+        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey]
+        let url = redis.url
+        replicas = try (0..<count).map { _ in try ServiceProcess(redisURL: url, environment: environment) }
+        for replica in replicas { try await replica.waitUntilReady() }
+    }
+
+    var url: String { replicas[0].baseURL }
+
+    /// Creates a key through the API and returns the full key and its id.
+    func createKey(scopes: [String], policies: String = #"[{"name":"default","rate":1000,"period":1,"burst":1000}]"#,
+                   extra: String = "", on replica: Int = 0) async throws -> (key: String, id: String) {
+        let response = try await HTTP.json(
+            "POST", "\(replicas[replica].baseURL)/v1/keys", key: adminKey,
+            #"{"name":"test","scopes":[\#(scopes.map { "\"\($0)\"" }.joined(separator: ","))],"policies":\#(policies)\#(extra)}"#)
+        guard response.status == 201, let json = response.json, let key = json["key"] as? String, let id = json["id"] as? String else {
+            throw TestSupportError("key creation failed: \(response.status) \(response.text)")
+        }
+        return (key, id)
+    }
+
+    static let setosa = #"{"features":{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}}"#
+
+    static func irisCSV(shuffledLabels: Bool = false) throws -> String {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../data/iris.csv").path
+        var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        guard shuffledLabels else { return lines.joined(separator: "\n") }
+        let header = lines.removeFirst()
+        var labels = lines.map { String($0.split(separator: ",").last!) }
+        var generator = SystemRandomNumberGenerator()
+        labels.shuffle(using: &generator)
+        let rows = zip(lines, labels).map { line, label in line.split(separator: ",").dropLast().joined(separator: ",") + "," + label }
+        return ([header] + rows).joined(separator: "\n")
+    }
+}

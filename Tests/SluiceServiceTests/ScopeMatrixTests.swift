@@ -1,0 +1,103 @@
+import Foundation
+import SluiceRedis
+import SluiceTestSupport
+import Testing
+
+/// Every endpoint × scope pair, against a real replica: a key reaches an endpoint exactly when it
+/// holds one of the endpoint's scopes.
+@Suite("Endpoint × scope matrix over HTTP", .serialized)
+struct ScopeMatrixTests {
+    struct Endpoint: CustomStringConvertible {
+        var method: String
+        var path: String
+        var allowed: Set<String>
+        var contentType = "application/json"
+        var body = ""
+        var description: String { "\(method) \(path)" }
+    }
+
+    static func endpoints(victim: String) throws -> [Endpoint] {
+        [
+            Endpoint(method: "POST", path: "/v1/predict", allowed: ["predict"], body: Cluster.setosa),
+            Endpoint(method: "GET", path: "/v1/models", allowed: ["train", "admin"]),
+            Endpoint(method: "GET", path: "/v1/models/1", allowed: ["train", "admin"]),
+            Endpoint(method: "POST", path: "/v1/models", allowed: ["train"], contentType: "text/csv", body: try Cluster.irisCSV()),
+            Endpoint(method: "POST", path: "/v1/models/1/activate", allowed: ["admin"]),
+            Endpoint(method: "POST", path: "/v1/keys", allowed: ["admin"], body: #"{"name":"x","scopes":["predict"]}"#),
+            Endpoint(method: "GET", path: "/v1/keys", allowed: ["admin"]),
+            Endpoint(method: "GET", path: "/v1/keys/\(victim)", allowed: ["admin"]),
+            Endpoint(method: "POST", path: "/v1/keys/\(victim)/rotate", allowed: ["admin"]),
+            Endpoint(method: "DELETE", path: "/v1/keys/\(victim)", allowed: ["admin"]),
+            Endpoint(method: "GET", path: "/metrics", allowed: ["metrics"]),
+        ]
+    }
+
+    @Test func everyEndpointEnforcesItsScopes() async throws {
+        let cluster = try await Cluster()
+        var keys: [String: String] = [:]
+        for scope in ["predict", "train", "admin", "metrics"] {
+            keys[scope] = try await cluster.createKey(scopes: [scope]).key
+        }
+        var checked = 0
+        for scope in ["predict", "train", "admin", "metrics"] {
+            // A fresh victim per scope, so that DELETE and rotate find something to act on.
+            let victim = try await cluster.createKey(scopes: ["predict"]).id
+            for endpoint in try Self.endpoints(victim: victim) {
+                let response = try await HTTP.send(
+                    endpoint.method, cluster.url + endpoint.path,
+                    headers: ["Authorization": "Bearer \(keys[scope]!)", "Content-Type": endpoint.contentType],
+                    body: endpoint.body.isEmpty ? nil : Data(endpoint.body.utf8))
+                if endpoint.allowed.contains(scope) {
+                    #expect((200..<300).contains(response.status), "\(scope) → \(endpoint): \(response.status) \(response.text)")
+                } else {
+                    #expect(response.status == 403, "\(scope) → \(endpoint): \(response.status)")
+                    #expect(response.header("Content-Type") == "application/problem+json")
+                    #expect(response.header("WWW-Authenticate")?.contains("insufficient_scope") == true)
+                }
+                checked += 1
+            }
+        }
+        #expect(checked == 44)
+    }
+
+    @Test func noKeyOrAWrongKeyIs401UntilTheAddressIsThrottled() async throws {
+        let cluster = try await Cluster()
+        // Failed authentication is limited per client address: a burst of 10, then 429.
+        var attempts = 0
+        for endpoint in try Self.endpoints(victim: "abcdefgh") {
+            let anonymous = try await HTTP.send(endpoint.method, cluster.url + endpoint.path, headers: ["Content-Type": endpoint.contentType])
+            attempts += 1
+            if attempts <= 9 {
+                #expect(anonymous.status == 401, "\(endpoint)")
+                #expect(anonymous.header("WWW-Authenticate") == #"Bearer realm="sluice""#)
+                #expect(anonymous.json?["type"] as? String == "/problems/unauthorized")
+            }
+        }
+        let wrong = try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["X-API-Key": "sk_abcdefgh_\(String(repeating: "x", count: 40))"])
+        #expect(wrong.status == 429, "the 12th failure from one address is throttled")
+        #expect(Int(wrong.header("Retry-After") ?? "") ?? 0 >= 1)
+        #expect(wrong.json?["type"] as? String == "/problems/quota-exceeded")
+        // A valid key from the same address is not affected, and the probes need no key.
+        let key = try await cluster.createKey(scopes: ["train"]).key
+        #expect(try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["Authorization": "Bearer \(key)"]).status == 200)
+        #expect(try await HTTP.send("GET", cluster.url + "/healthz").status == 200)
+        #expect(try await HTTP.send("GET", cluster.url + "/readyz").status == 200)
+    }
+
+    @Test func aWrongKeyIsAnInvalidToken() async throws {
+        let cluster = try await Cluster()
+        let wrong = try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["X-API-Key": "sk_abcdefgh_\(String(repeating: "x", count: 40))"])
+        #expect(wrong.status == 401 && wrong.header("WWW-Authenticate")?.contains("invalid_token") == true)
+    }
+
+    @Test func aPredictKeyCanNeverChangeTheModel() async throws {
+        let cluster = try await Cluster()
+        let predict = try await cluster.createKey(scopes: ["predict"]).key
+        let train = try await HTTP.send(
+            "POST", cluster.url + "/v1/models", headers: ["Authorization": "Bearer \(predict)", "Content-Type": "text/csv"],
+            body: Data(try Cluster.irisCSV().utf8))
+        let activate = try await HTTP.send("POST", cluster.url + "/v1/models/1/activate", headers: ["Authorization": "Bearer \(predict)"])
+        #expect(train.status == 403 && activate.status == 403)
+        #expect(try await cluster.redis.client().send("SMEMBERS", "sluice:{models}:versions").array?.count == 1)
+    }
+}
