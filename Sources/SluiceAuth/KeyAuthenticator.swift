@@ -3,9 +3,9 @@ import Synchronization
 
 /// Turns a presented key into its record, or refuses it.
 ///
-/// Records are cached for ``cacheLifetime`` (default 0.5 s), so a revoked, rotated or changed key
-/// stops working on every replica within that time even if an invalidation message is lost;
-/// ``invalidate(_:)`` drops an entry at once. Only found records are cached, and at most
+/// Records are cached for ``cacheLifetime`` (default 0.5 s). Changes are announced on Redis pub/sub
+/// and ``invalidate(_:)`` drops an entry at once; the short lifetime bounds staleness even if an
+/// announcement is lost, so a revoked, rotated or changed key stops working everywhere within it. Only found records are cached, and at most
 /// ``cacheCapacity`` of them, so random ids from an attacker cannot grow memory (failed
 /// authentication is rate-limited per client address upstream).
 public final class KeyAuthenticator: Sendable {
@@ -47,6 +47,11 @@ public final class KeyAuthenticator: Sendable {
         guard record.accepts(key, at: now) else { throw .invalid }
         guard !record.isExpired(at: now) else { throw .expired }
         return record
+    }
+
+    /// Forgets every cached record (after messages may have been missed).
+    public func invalidateAll() {
+        cache.withLock { $0.removeAll() }
     }
 
     /// Forgets the cached record of `id` (after a change announced by another replica).

@@ -109,6 +109,25 @@ final class HiredisSession {
         context = nil
     }
 
+    /// The socket, for ``RedisSubscriber/close()`` to shut down a blocking read from outside.
+    var fileDescriptor: Int32? { context?.pointee.fd }
+
+    /// Sends `SUBSCRIBE` and then waits for pushed messages without a timeout (subscribe mode).
+    func subscribe(_ channels: [String]) throws(RedisError) {
+        guard let context else { throw .connectionLost(endpoint: endpoint, reason: "not connected") }
+        guard Self.append(RedisCommand("SUBSCRIBE", channels), to: context) == REDIS_OK else { throw failure(context) }
+        _ = redisSetTimeout(context, timeval(tv_sec: 0, tv_usec: 0))
+    }
+
+    /// Blocks until the server pushes the next reply.
+    func nextPush() throws(RedisError) -> RedisReply {
+        guard let context else { throw .connectionLost(endpoint: endpoint, reason: "not connected") }
+        var raw: UnsafeMutableRawPointer?
+        guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw failure(context) }
+        defer { freeReplyObject(raw) }
+        return Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+    }
+
     /// Turns the context's error into a typed error and drops the dead context.
     private func failure(_ context: UnsafeMutablePointer<redisContext>) -> RedisError {
         let code = errno

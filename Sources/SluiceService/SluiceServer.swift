@@ -45,7 +45,27 @@ public struct SluiceServer: Sendable {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sluice"),
             logger: logger
         )
-        defer { redis.shutdown() }
+        // Key changes and model activations reach this replica at once; the cache lifetime and
+        // the model poll are the fallback if a message is lost.
+        let authenticator = access.authenticator
+        let models = self.models
+        let subscriber = RedisSubscriber(
+            configuration: configuration.redis,
+            channels: [KeyStore.invalidationChannel, ModelRegistry.activationChannel],
+            logger: logger,
+            onReconnect: { authenticator.invalidateAll() },
+            onMessage: { channel, message in
+                if channel == KeyStore.invalidationChannel {
+                    authenticator.invalidate(String(decoding: message, as: UTF8.self))
+                } else {
+                    Task { await models.refresh() }
+                }
+            }
+        )
+        defer {
+            subscriber.close()
+            redis.shutdown()
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await self.prepareModel() }
             try await app.runService()
