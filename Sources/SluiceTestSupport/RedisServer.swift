@@ -103,6 +103,7 @@ public final class RedisServer: Sendable {
 
     /// Runs a program and waits for it. `posix_spawn` rather than `Process`: Foundation learns of a
     /// child's exit through a descriptor that the backgrounded watchdog would inherit and keep open.
+    /// Runs a program and waits for it; `environment` adds to this process' (an empty value unsets).
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -121,7 +122,8 @@ public final class RedisServer: Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // An empty value removes the variable from the child's environment.
+        let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !$0.value.isEmpty }
         let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { envp.forEach { free($0) } }
         var pid = pid_t()

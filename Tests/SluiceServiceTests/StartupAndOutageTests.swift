@@ -1,0 +1,82 @@
+import Foundation
+import SluiceAuth
+import SluiceTestSupport
+import Testing
+
+@Suite("Refusing to start unsafely, and failing secure", .serialized)
+struct StartupAndOutageTests {
+    static let goodAdmin = APIKey.generate().revealed
+    static let goodSigning = "9f3c2a7e1b5d4c8a6e0f7b3d2c1a9e8f5b4d7c6a"
+
+    @Test(arguments: [
+        ("no admin key", ["SLUICE_MODEL_SIGNING_KEY": goodSigning], "SLUICE_ADMIN_KEY"),
+        ("no signing key", ["SLUICE_ADMIN_KEY": goodAdmin], "SLUICE_MODEL_SIGNING_KEY"),
+        ("malformed admin key", ["SLUICE_ADMIN_KEY": "admin123", "SLUICE_MODEL_SIGNING_KEY": goodSigning], "SLUICE_ADMIN_KEY"),
+        ("weak admin key", ["SLUICE_ADMIN_KEY": "sk_adminkey_" + String(repeating: "a", count: 40), "SLUICE_MODEL_SIGNING_KEY": goodSigning], "SLUICE_ADMIN_KEY"),
+        ("short signing key", ["SLUICE_ADMIN_KEY": goodAdmin, "SLUICE_MODEL_SIGNING_KEY": "0123456789abcdef"], "SLUICE_MODEL_SIGNING_KEY"),
+        ("weak signing key", ["SLUICE_ADMIN_KEY": goodAdmin, "SLUICE_MODEL_SIGNING_KEY": String(repeating: "changeme", count: 5)], "SLUICE_MODEL_SIGNING_KEY"),
+        ("both forms", ["SLUICE_ADMIN_KEY": goodAdmin, "SLUICE_ADMIN_KEY_FILE": "/etc/hostname", "SLUICE_MODEL_SIGNING_KEY": goodSigning], "SLUICE_ADMIN_KEY"),
+        ("unreadable file", ["SLUICE_ADMIN_KEY_FILE": "/nonexistent/admin", "SLUICE_MODEL_SIGNING_KEY": goodSigning], "SLUICE_ADMIN_KEY_FILE"),
+    ])
+    func refusesToStartWithoutGoodSecrets(name: String, environment: [String: String], variable: String) throws {
+        // Unset (empty) whatever the case does not set, so nothing good leaks in from outside.
+        let unset = ["SLUICE_ADMIN_KEY", "SLUICE_ADMIN_KEY_FILE", "SLUICE_MODEL_SIGNING_KEY", "SLUICE_MODEL_SIGNING_KEY_FILE"]
+            .reduce(into: [String: String]()) { $0[$1] = "" }
+        let (status, output) = try ServiceProcess.run(
+            arguments: ["serve", "--port", String(try RedisServer.freePort())], environment: unset.merging(environment) { $1 })
+        #expect(status == 78, "\(name): exit \(status)")
+        #expect(output.contains("refusing to start") && output.contains(variable), "\(name): \(output)")
+        for value in environment.values where value.count > 8 && !value.hasPrefix("/") {
+            #expect(!output.contains(value), "\(name): the secret's value must never be printed")
+        }
+    }
+
+    @Test func secretsFromFilesAreTrimmed() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-secrets-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let admin = APIKey.generate().revealed
+        try "\(admin)\n".write(toFile: "\(directory)/admin", atomically: true, encoding: .utf8)
+        try "  \(Self.goodSigning)\n".write(toFile: "\(directory)/signing", atomically: true, encoding: .utf8)
+        let redis = try RedisServer()
+        let replica = try ServiceProcess(
+            redisURL: redis.url,
+            environment: ["SLUICE_ADMIN_KEY": "", "SLUICE_MODEL_SIGNING_KEY": "",
+                          "SLUICE_ADMIN_KEY_FILE": "\(directory)/admin", "SLUICE_MODEL_SIGNING_KEY_FILE": "\(directory)/signing"])
+        try await replica.waitUntilReady()
+        let keys = try await HTTP.send("GET", replica.baseURL + "/v1/keys", headers: ["Authorization": "Bearer \(admin)"])
+        #expect(keys.status == 200)
+        _ = redis
+    }
+
+    @Test func redisDownMeans503WithinTheTimeoutThenRecovery() async throws {
+        let cluster = try await Cluster()
+        let (key, _) = try await cluster.createKey(scopes: ["predict"])
+        #expect(try await HTTP.json("POST", cluster.url + "/v1/predict", key: key, Cluster.setosa).status == 200)
+        cluster.redis.stop()
+        let started = ContinuousClock.now
+        let down = try await HTTP.json("POST", cluster.url + "/v1/predict", key: key, Cluster.setosa)
+        let took = ContinuousClock.now - started
+        #expect(down.status == 503, "\(down.status) \(down.text)")
+        #expect(took < .milliseconds(1500), "answered after \(took); the command timeout is 500 ms")
+        #expect(Int(down.header("Retry-After") ?? "") ?? 0 >= 1)
+        #expect(down.json?["type"] as? String == "/problems/unavailable")
+        #expect(try await HTTP.send("GET", cluster.url + "/readyz").status == 503)
+        #expect(try await HTTP.send("GET", cluster.url + "/healthz").status == 200, "alive, just not ready")
+
+        try cluster.redis.start()
+        let back = ContinuousClock.now
+        var recovered = false
+        while ContinuousClock.now - back < .seconds(5) {
+            // The private test Redis keeps no data across a restart: the key is gone, so 401 is "recovered" too.
+            let status = try await HTTP.json("POST", cluster.url + "/v1/predict", key: key, Cluster.setosa).status
+            if status != 503 {
+                recovered = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(recovered)
+        #expect(try await HTTP.send("GET", cluster.url + "/readyz").status == 200)
+    }
+}
