@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.4.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Tests only: reads openapi.yaml to check live responses against it.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // hiredis 0.14 from Debian's libhiredis-dev (RESP2, no TLS).
@@ -83,7 +85,10 @@ let package = Package(
         .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceSecretsTests", dependencies: ["SluiceSecrets"]),
         .testTarget(name: "SluiceModelTests", dependencies: ["SluiceModel", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceServiceTests", dependencies: ["SluiceAuth", "SluiceRedis", "SluiceModel", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceServiceTests",
+            dependencies: ["SluiceAuth", "SluiceRedis", "SluiceModel", "SluiceTestSupport", .product(name: "Yams", package: "Yams")]
+        ),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
