@@ -35,7 +35,9 @@ struct AccessControl: Sendable {
             if !decision.isAllowed {
                 throw rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
             }
-            throw Problem.unauthorized(error.description, invalidToken: presented != nil)
+            var problem = Problem.unauthorized(error.description, invalidToken: presented != nil)
+            problem.headers.append(contentsOf: Self.headers(for: decision))
+            throw problem
         }
     }
 
@@ -97,15 +99,25 @@ struct AccessControl: Sendable {
     }
 
     /// `Authorization: Bearer <key>`, else `X-API-Key: <key>`.
+    /// Byte-level on purpose: this runs on every request.
     static func presentedKey(_ headers: HTTPFields) -> String? {
         if let authorization = headers[.authorization] {
-            let parts = authorization.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "bearer" {
-                return parts[1].trimmingCharacters(in: .whitespaces)
+            let bytes = authorization.utf8
+            guard bytes.count > 7, bytes.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) else {
+                return ""  // some other scheme: present but unusable
             }
-            return ""  // some other scheme: present but unusable
+            return trimmedSpaces(authorization.utf8.dropFirst(7))
         }
-        return headers[.apiKey]?.trimmingCharacters(in: .whitespaces)
+        return headers[.apiKey].map { trimmedSpaces($0.utf8[...]) }
+    }
+
+    private static func trimmedSpaces(_ text: Substring.UTF8View) -> String {
+        func isSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        var start = text.startIndex
+        var end = text.endIndex
+        while start < end, isSpace(text[start]) { start = text.index(after: start) }
+        while end > start, isSpace(text[text.index(before: end)]) { end = text.index(before: end) }
+        return String(Substring(text[start..<end]))
     }
 
     /// The peer address, or — only when the peer is a trusted proxy — the last address in

@@ -25,29 +25,41 @@ extension SluiceServer {
         }
         return try await guarded(request, context, scopes: [.predict], cost: input?.instances.count ?? 1) { _ in
             if let refusal { throw refusal }
-            return try Response.json(Self.predictions(for: input!.instances, model: model))
+            return Self.predictionResponse(for: input!.instances, model: model)
         }
     }
 
-    struct Predictions: Encodable {
-        struct Prediction: Encodable {
-            var label: String
-            var probabilities: [String: Double]
+    /// `{"model_version": 1, "predictions": [{"label": …, "probabilities": {…}}]}`, written
+    /// directly: this is the hottest response, and the class names are the model's own (they are
+    /// validated training labels, escaped here all the same).
+    static func predictionResponse(for instances: [[Double]], model: ModelArtifact) -> Response {
+        var json = "{\"model_version\":\(model.version),\"predictions\":["
+        for (index, row) in instances.enumerated() {
+            let p = model.probabilities(row)
+            let best = p.indices.max { p[$0] < p[$1] }!
+            if index > 0 { json += "," }
+            json += "{\"label\":\(jsonString(model.classes[best])),\"probabilities\":{"
+            for (k, name) in model.classes.enumerated() {
+                if k > 0 { json += "," }
+                json += "\(jsonString(name)):\((p[k] * 1e6).rounded() / 1e6)"
+            }
+            json += "}}"
         }
-        var model_version: Int
-        var predictions: [Prediction]
+        json += "]}"
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
     }
 
-    static func predictions(for instances: [[Double]], model: SluiceModel.ModelArtifact) -> Predictions {
-        Predictions(
-            model_version: model.version,
-            predictions: instances.map { row in
-                let p = model.probabilities(row)
-                let best = p.indices.max { p[$0] < p[$1] }!
-                return .init(
-                    label: model.classes[best],
-                    probabilities: Dictionary(uniqueKeysWithValues: zip(model.classes, p.map { ($0 * 1e6).rounded() / 1e6 })))
-            })
+    private static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 }
 

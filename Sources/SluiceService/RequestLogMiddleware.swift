@@ -31,6 +31,7 @@ struct RequestLogMiddleware: RouterMiddleware {
         defer {
             let route = context.endpointPath ?? "unmatched"
             metrics.recordRequest(route: route, status: status)
+            if context.logger.logLevel <= .info {
             let snapshot = facts.snapshot
             var metadata: Logger.Metadata = [
                 "route": "\(request.method) \(route)", "status": "\(status)",
@@ -39,6 +40,7 @@ struct RequestLogMiddleware: RouterMiddleware {
             if let keyID = snapshot.keyID { metadata["key_id"] = "\(keyID)" }
             if let decision = snapshot.decision { metadata["decision"] = "\(decision)" }
             context.logger.info("request", metadata: metadata)
+            }
         }
         do {
             let response = try await RequestFacts.$current.withValue(facts) { try await next(request, context) }

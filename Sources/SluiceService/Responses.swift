@@ -24,6 +24,8 @@ extension Request {
 
     /// The media type of the body without parameters, lower-cased.
     var mediaType: String? {
-        headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard let value = headers[.contentType] else { return nil }
+        if value == "application/json" { return value }  // the common case, without any allocation
+        return value.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
     }
 }

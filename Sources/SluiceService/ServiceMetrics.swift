@@ -1,5 +1,6 @@
 import Prometheus
 import SluiceLimiter
+import Synchronization
 
 /// The service's Prometheus metrics, served at `GET /metrics` (scope `metrics`).
 final class ServiceMetrics: Sendable {
@@ -11,6 +12,8 @@ final class ServiceMetrics: Sendable {
     private let decisionLatency: DurationHistogram
     private let allowed: Counter
     private let denied: Counter
+    /// Request counters by "route status", so the hot path skips the registry's lookup.
+    private let requestCounters = Mutex<[String: Counter]>([:])
 
     init() {
         redisErrors = registry.makeCounter(name: "sluice_redis_errors_total", help: "Redis calls that failed (timeouts, lost connections, errors).")
@@ -33,9 +36,16 @@ final class ServiceMetrics: Sendable {
     }
 
     func recordRequest(route: String, status: Int) {
-        registry.makeCounter(
-            name: "sluice_http_requests_total", labels: [("route", route), ("status", String(status))], help: "HTTP requests by route and status."
-        ).increment()
+        let key = "\(route) \(status)"
+        let counter = requestCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = registry.makeCounter(
+                name: "sluice_http_requests_total", labels: [("route", route), ("status", String(status))],
+                help: "HTTP requests by route and status.")
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
     }
 
     /// The Prometheus text exposition of every metric.

@@ -26,7 +26,7 @@ struct StrictJSON {
     static func parse(_ bytes: [UInt8], maxDepth: Int = 8) throws(Failure) -> JSONValue {
         var parser = StrictJSON(bytes: bytes, maxDepth: maxDepth)
         parser.skipWhitespace()
-        let value = try parser.value(depth: 0, pointer: "")
+        let value = try parser.value(depth: 0, pointer: { "" })
         parser.skipWhitespace()
         guard parser.index == bytes.count else { throw .malformed(offset: parser.index, reason: "unexpected data after the value") }
         return value
@@ -41,14 +41,15 @@ struct StrictJSON {
         self.maxDepth = maxDepth
     }
 
-    private mutating func value(depth: Int, pointer: String) throws(Failure) -> JSONValue {
+    /// `pointer` builds the JSON Pointer of this value; it is only called to report an error.
+    private mutating func value(depth: Int, pointer: () -> String) throws(Failure) -> JSONValue {
         guard index < bytes.count else { throw .malformed(offset: index, reason: "unexpected end of input") }
         switch bytes[index] {
         case UInt8(ascii: "{"):
-            guard depth < maxDepth else { throw .tooDeep(pointer: pointer) }
+            guard depth < maxDepth else { throw .tooDeep(pointer: pointer()) }
             return try object(depth: depth, pointer: pointer)
         case UInt8(ascii: "["):
-            guard depth < maxDepth else { throw .tooDeep(pointer: pointer) }
+            guard depth < maxDepth else { throw .tooDeep(pointer: pointer()) }
             return try array(depth: depth, pointer: pointer)
         case UInt8(ascii: "\""):
             return .string(try string())
@@ -66,7 +67,7 @@ struct StrictJSON {
         }
     }
 
-    private mutating func object(depth: Int, pointer: String) throws(Failure) -> JSONValue {
+    private mutating func object(depth: Int, pointer: () -> String) throws(Failure) -> JSONValue {
         index += 1
         var members: [String: JSONValue] = [:]
         skipWhitespace()
@@ -78,12 +79,11 @@ struct StrictJSON {
             skipWhitespace()
             guard peek(UInt8(ascii: "\"")) else { throw .malformed(offset: index, reason: "expected a string key") }
             let key = try string()
-            let memberPointer = pointer + "/" + Self.escapePointer(key)
-            guard members[key] == nil else { throw .duplicateKey(pointer: memberPointer) }
+            guard members[key] == nil else { throw .duplicateKey(pointer: pointer() + "/" + Self.escapePointer(key)) }
             skipWhitespace()
             try expect(UInt8(ascii: ":"))
             skipWhitespace()
-            members[key] = try value(depth: depth + 1, pointer: memberPointer)
+            members[key] = try value(depth: depth + 1, pointer: { pointer() + "/" + Self.escapePointer(key) })
             skipWhitespace()
             if peek(UInt8(ascii: ",")) {
                 index += 1
@@ -94,7 +94,7 @@ struct StrictJSON {
         }
     }
 
-    private mutating func array(depth: Int, pointer: String) throws(Failure) -> JSONValue {
+    private mutating func array(depth: Int, pointer: () -> String) throws(Failure) -> JSONValue {
         index += 1
         var elements: [JSONValue] = []
         skipWhitespace()
@@ -104,7 +104,8 @@ struct StrictJSON {
         }
         while true {
             skipWhitespace()
-            elements.append(try value(depth: depth + 1, pointer: "\(pointer)/\(elements.count)"))
+            let position = elements.count
+            elements.append(try value(depth: depth + 1, pointer: { pointer() + "/\(position)" }))
             skipWhitespace()
             if peek(UInt8(ascii: ",")) {
                 index += 1
@@ -206,6 +207,7 @@ struct StrictJSON {
 
     /// RFC 6901: `~` → `~0`, `/` → `~1`.
     static func escapePointer(_ key: String) -> String {
-        key.replacing("~", with: "~0").replacing("/", with: "~1")
+        guard key.utf8.contains(where: { $0 == UInt8(ascii: "~") || $0 == UInt8(ascii: "/") }) else { return key }
+        return key.replacing("~", with: "~0").replacing("/", with: "~1")
     }
 }

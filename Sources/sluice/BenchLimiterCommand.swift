@@ -27,7 +27,7 @@ struct BenchLimiterCommand: AsyncParsableCommand {
     var key = "bench"
 
     func run() async throws {
-        let client = RedisClient(configuration: try redis.configuration(), logger: Logger(label: "sluice.bench"))
+        let client = RedisClient(configuration: try redis.configuration(connections: 2), logger: Logger(label: "sluice.bench"))
         defer { client.shutdown() }
         let limiter = RateLimiter(client: client)
         // Never denies, so every call takes the script's most expensive (writing) path.
@@ -69,6 +69,6 @@ struct BenchLimiterCommand: AsyncParsableCommand {
         print("redis-key: \(limiter.redisKey(for: key, policy: policy)) args: \(policy.burst) \(policy.rate) 1 1")
         print("latency (1 caller, \(latencySamples) checks): p50 \(ms(0.50)) ms, p99 \(ms(0.99)) ms")
         print(String(format: "sluice limiter: %.0f decisions/s (%d callers, %d connections, %.1f s)",
-                     Double(decisions) / elapsed, concurrency, redis.redisConnections, elapsed))
+                     Double(decisions) / elapsed, concurrency, client.configuration.connections, elapsed))
     }
 }

@@ -27,10 +27,17 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
 
+    @Option(help: "trace, debug, info (one access-log line per request), notice, warning, error. Env: SLUICE_LOG_LEVEL.")
+    var logLevel: String?
+
     func run() async throws {
+        let levelName = logLevel ?? ProcessInfo.processInfo.environment["SLUICE_LOG_LEVEL"] ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("unknown log level '\(levelName)'")
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
+            handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "sluice")
@@ -44,7 +51,7 @@ struct ServeCommand: AsyncParsableCommand {
                     guard let port = Int(value), (1...65535).contains(port) else { throw SecretError.invalid(name: "SLUICE_PORT", reason: "must be a port number") }
                     return port
                 } ?? 8080,
-                redis: try redis.configuration(secrets: secrets),
+                redis: try redis.configuration(secrets: secrets, connections: 1),
                 secrets: secrets
             )
         } catch {

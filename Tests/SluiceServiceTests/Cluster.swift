@@ -9,9 +9,9 @@ final class Cluster: Sendable {
     let adminKey = APIKey.generate().revealed
     let signingKey = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined() + "-test-signing-key"
 
-    init(replicas count: Int = 1) async throws {
+    init(replicas count: Int = 1, environment extra: [String: String] = [:]) async throws {
         redis = try RedisServer()
-        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey]
+        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey].merging(extra) { $1 }
         let url = redis.url
         replicas = try (0..<count).map { _ in try ServiceProcess(redisURL: url, environment: environment) }
         for replica in replicas { try await replica.waitUntilReady() }

@@ -71,6 +71,7 @@ struct ScopeMatrixTests {
                 #expect(anonymous.status == 401, "\(endpoint)")
                 #expect(anonymous.header("WWW-Authenticate") == #"Bearer realm="sluice""#)
                 #expect(anonymous.json?["type"] as? String == "/problems/unauthorized")
+                #expect(anonymous.header("RateLimit")?.hasPrefix(#""auth";r="#) == true, "charged to the address' auth policy")
             }
         }
         let wrong = try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["X-API-Key": "sk_abcdefgh_\(String(repeating: "x", count: 40))"])
@@ -82,6 +83,28 @@ struct ScopeMatrixTests {
         #expect(try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["Authorization": "Bearer \(key)"]).status == 200)
         #expect(try await HTTP.send("GET", cluster.url + "/healthz").status == 200)
         #expect(try await HTTP.send("GET", cluster.url + "/readyz").status == 200)
+    }
+
+    @Test func forwardedForIsBelievedOnlyFromTrustedProxies() async throws {
+        func exhaust(_ url: String, as client: String?) async throws -> [Int] {
+            var statuses: [Int] = []
+            for _ in 0..<11 {
+                var headers: [String: String] = [:]
+                if let client { headers["X-Forwarded-For"] = client }
+                statuses.append(try await HTTP.send("GET", url + "/v1/models", headers: headers).status)
+            }
+            return statuses
+        }
+        // Untrusted peer: X-Forwarded-For is ignored, so rotating it does not reset the budget.
+        let untrusted = try await Cluster()
+        var spoofed: [Int] = []
+        for i in 0..<11 { spoofed += [try await HTTP.send("GET", untrusted.url + "/v1/models", headers: ["X-Forwarded-For": "203.0.113.\(i)"]).status] }
+        #expect(spoofed.last == 429)
+        // Behind a trusted proxy (127.0.0.1 here), each client address has its own budget.
+        let proxied = try await Cluster(environment: ["SLUICE_TRUSTED_PROXIES": "127.0.0.1"])
+        #expect(try await exhaust(proxied.url, as: "198.51.100.7").last == 429)
+        #expect(try await exhaust(proxied.url, as: "198.51.100.8").first == 401)
+        #expect(try await exhaust(proxied.url, as: "198.51.100.9, 127.0.0.1").first == 401)
     }
 
     @Test func aWrongKeyIsAnInvalidToken() async throws {
