@@ -16,10 +16,13 @@ import Synchronization
 ///   each at most its command timeout, so a short Redis restart costs at most one batch;
 /// - a connection the server closed while idle is detected before use and replaced silently.
 public final class RedisConnection: Sendable {
+    /// A queued command. Its continuation is unchecked (measurably cheaper on this path); every
+    /// `Pending` is finished exactly once: refused in `send`, answered or failed with its batch,
+    /// expired in `failWaiting`, or failed with `.shutdown` when the thread ends.
     private struct Pending: Sendable {
         let command: RedisCommand
         let deadline: ContinuousClock.Instant
-        let continuation: CheckedContinuation<Result<RedisReply, RedisError>, Never>
+        let continuation: UnsafeContinuation<Result<RedisReply, RedisError>, Never>
 
         func finish(_ result: Result<RedisReply, RedisError>) {
             continuation.resume(returning: result)
@@ -59,7 +62,7 @@ public final class RedisConnection: Sendable {
     /// Error replies are thrown as ``RedisError/server(_:)``.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
         let deadline = ContinuousClock.now + configuration.commandTimeout
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<RedisReply, RedisError>, Never>) in
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<RedisReply, RedisError>, Never>) in
             let pending = Pending(command: command, deadline: deadline, continuation: continuation)
             let outcome: (wake: Bool, refusal: RedisError?) = mailbox.withLock { box in
                 if box.isClosed { return (false, .shutdown) }

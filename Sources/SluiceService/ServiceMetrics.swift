@@ -16,18 +16,25 @@ final class ServiceMetrics: Sendable {
     private let requestCounters = Mutex<[String: Counter]>([:])
 
     init() {
-        redisErrors = registry.makeCounter(name: "sluice_redis_errors_total", help: "Redis calls that failed (timeouts, lost connections, errors).")
-        authFailures = registry.makeCounter(name: "sluice_auth_failures_total", help: "Requests refused for a missing, invalid or expired key.")
+        redisErrors = registry.makeCounter(
+            descriptor: Self.name("redis", "errors", "total", "Redis calls that failed (timeouts, lost connections, errors)."))
+        authFailures = registry.makeCounter(
+            descriptor: Self.name("auth", "failures", "total", "Requests refused for a missing, invalid or expired key."))
         refusedArtifacts = registry.makeCounter(
-            name: "sluice_model_artifacts_refused_total", help: "Model artifacts refused: bad signature or unusable content.")
-        activeModelVersion = registry.makeGauge(name: "sluice_model_active_version", help: "The model version this replica serves.")
+            descriptor: Self.name("model", "artifacts_refused", "total", "Model artifacts refused: bad signature or unusable content."))
+        activeModelVersion = registry.makeGauge(descriptor: Self.name("model", "active_version", "", "The model version this replica serves."))
         decisionLatency = registry.makeDurationHistogram(
-            name: "sluice_limiter_decision_seconds",
+            descriptor: Self.name("limiter", "decision", "seconds", "Time to a rate-limit decision, Redis round trip included."),
             buckets: [.microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
-                      .milliseconds(50), .milliseconds(250), .seconds(1)],
-            help: "Time to a rate-limit decision, Redis round trip included.")
-        allowed = registry.makeCounter(name: "sluice_limiter_decisions_total", labels: [("decision", "allowed")], help: "Rate-limit decisions.")
-        denied = registry.makeCounter(name: "sluice_limiter_decisions_total", labels: [("decision", "denied")], help: "Rate-limit decisions.")
+                      .milliseconds(50), .milliseconds(250), .seconds(1)])
+        let decisions = Self.name("limiter", "decisions", "total", "Rate-limit decisions.")
+        allowed = registry.makeCounter(descriptor: decisions, labels: [("decision", "allowed")])
+        denied = registry.makeCounter(descriptor: decisions, labels: [("decision", "denied")])
+    }
+
+    /// `sluice_<subsystem>_<metric>_<unit>`.
+    private static func name(_ subsystem: String, _ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "sluice", subsystem: subsystem, metricName: metric, unitName: unit, helpText: help)
     }
 
     func recordDecision(_ decision: Decision, duration: Duration) {
@@ -40,8 +47,8 @@ final class ServiceMetrics: Sendable {
         let counter = requestCounters.withLock { counters in
             if let counter = counters[key] { return counter }
             let counter = registry.makeCounter(
-                name: "sluice_http_requests_total", labels: [("route", route), ("status", String(status))],
-                help: "HTTP requests by route and status.")
+                descriptor: Self.name("http", "requests", "total", "HTTP requests by route and status."),
+                labels: [("route", route), ("status", String(status))])
             counters[key] = counter
             return counter
         }
