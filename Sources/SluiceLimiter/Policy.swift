@@ -23,9 +23,6 @@ public struct Policy: Sendable, Hashable, Codable {
         Policy(name: name, rate: limit, period: .seconds(86_400), burst: limit)
     }
 
-    /// The time between two admissions at a steady rate.
-    public var emissionInterval: Duration { period / rate }
-
     /// `nil` when valid, else what is wrong.
     public var validationError: String? {
         if !Self.isValidName(name) { return "policy name must be 1-32 characters of a-z, 0-9, '_' or '-'" }

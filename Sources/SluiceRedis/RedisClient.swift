@@ -67,9 +67,6 @@ public final class RedisClient: Sendable {
     /// Round trips on all connections so far.
     public var roundTrips: Int { connections.reduce(0) { $0 + $1.roundTrips } }
 
-    /// Commands waiting on all connections.
-    public var queuedCount: Int { connections.reduce(0) { $0 + $1.queuedCount } }
-
     /// Stops every connection; queued commands fail with ``RedisError/shutdown``.
     public func shutdown() {
         for connection in connections { connection.close() }

@@ -54,9 +54,6 @@ public final class RedisConnection: Sendable {
     /// Round trips (batches written and read) so far; commands ÷ round trips is the pipelining depth.
     public var roundTrips: Int { completedRoundTrips.load(ordering: .relaxed) }
 
-    /// Number of commands waiting for the next round trip.
-    public var queuedCount: Int { mailbox.withLock { $0.queue.count } }
-
     /// Sends one command and waits for its reply.
     ///
     /// Error replies are thrown as ``RedisError/server(_:)``.

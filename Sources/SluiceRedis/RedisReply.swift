@@ -42,6 +42,4 @@ public enum RedisReply: Sendable, Equatable {
     public var array: [RedisReply]? {
         if case .array(let elements) = self { elements } else { nil }
     }
-
-    public var isNull: Bool { self == .null }
 }

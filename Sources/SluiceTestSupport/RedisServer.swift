@@ -81,9 +81,6 @@ public final class RedisServer: Sendable {
     /// Stops the server (SIGTERM, as `docker stop` or systemd would) and waits until it has exited.
     public func stop() { signal(SIGTERM) }
 
-    /// Kills the server with SIGKILL: no shutdown hooks, no final fsync.
-    public func crash() { signal(SIGKILL) }
-
     private func signal(_ signal: Int32) {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
             let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
