@@ -32,8 +32,17 @@ public struct RedisCommand: Sendable, Hashable {
         self.init(name, arguments)
     }
 
+    /// Encodes straight from the strings' UTF-8, without intermediate byte arrays (hot path).
     public init(_ name: String, _ arguments: [String]) {
-        self.init(arguments: [Array(name.utf8)] + arguments.map { Array($0.utf8) })
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(arguments.reduce(name.utf8.count + 32) { $0 + $1.utf8.count + 16 })
+        Self.appendHeader(UInt8(ascii: "*"), arguments.count + 1, to: &encoded)
+        for argument in CollectionOfOne(name) + arguments {
+            Self.appendHeader(UInt8(ascii: "$"), argument.utf8.count, to: &encoded)
+            encoded.append(contentsOf: argument.utf8)
+            encoded.append(contentsOf: [13, 10])
+        }
+        self.encoded = encoded
     }
 
     private static func appendHeader(_ marker: UInt8, _ count: Int, to buffer: inout [UInt8]) {

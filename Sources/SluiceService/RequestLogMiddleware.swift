@@ -25,13 +25,13 @@ struct RequestLogMiddleware: RouterMiddleware {
     let metrics: ServiceMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard context.logger.logLevel <= .info else { return try await counted(request, context: context, next: next) }
         let started = ContinuousClock.now
         let facts = RequestFacts()
         var status = 500
         defer {
             let route = context.endpointPath ?? "unmatched"
             metrics.recordRequest(route: route, status: status)
-            if context.logger.logLevel <= .info {
             let snapshot = facts.snapshot
             var metadata: Logger.Metadata = [
                 "route": "\(request.method) \(route)", "status": "\(status)",
@@ -40,7 +40,6 @@ struct RequestLogMiddleware: RouterMiddleware {
             if let keyID = snapshot.keyID { metadata["key_id"] = "\(keyID)" }
             if let decision = snapshot.decision { metadata["decision"] = "\(decision)" }
             context.logger.info("request", metadata: metadata)
-            }
         }
         do {
             let response = try await RequestFacts.$current.withValue(facts) { try await next(request, context) }
@@ -48,6 +47,19 @@ struct RequestLogMiddleware: RouterMiddleware {
             return response
         } catch let error as HTTPResponseError {
             status = error.status.code
+            throw error
+        }
+    }
+
+    /// With the access log off (level above info) only the metric is kept, without the
+    /// task-local facts box.
+    private func counted(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            let response = try await next(request, context)
+            metrics.recordRequest(route: context.endpointPath ?? "unmatched", status: response.status.code)
+            return response
+        } catch let error as HTTPResponseError {
+            metrics.recordRequest(route: context.endpointPath ?? "unmatched", status: error.status.code)
             throw error
         }
     }

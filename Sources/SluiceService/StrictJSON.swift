@@ -1,5 +1,6 @@
-/// A JSON value from ``StrictJSON``.
-indirect enum JSONValue: Equatable, Sendable {
+/// A JSON value from ``StrictJSON``. Not `indirect`: the recursion goes through the array and
+/// dictionary storage already, and boxing every scalar would cost an allocation each.
+enum JSONValue: Equatable, Sendable {
     case object([String: JSONValue])
     case array([JSONValue])
     case string(String)
