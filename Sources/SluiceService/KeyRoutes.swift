@@ -49,12 +49,14 @@ extension SluiceServer {
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
                 let grace = try RotateSpec.decode(body).grace_period ?? 0
                 let now = Date()
+                let graceEnd = now.addingTimeInterval(grace)
                 let key = APIKey.generate(id: record.id)
-                record.secrets = record.secrets.filter { $0.validUntil.map { $0 > now } ?? true }.map { old in
-                    var old = old
-                    old.validUntil = min(old.validUntil ?? .distantFuture, now.addingTimeInterval(grace))
-                    return old
-                }.filter { grace > 0 && $0.validUntil! > now } + [.init(hash: key.hash)]
+                // Old secrets live on until the grace period ends (or sooner, if they already expire).
+                let outgoing = record.secrets.compactMap { old -> KeyRecord.StoredSecret? in
+                    let until = min(old.validUntil ?? graceEnd, graceEnd)
+                    return until > now ? .init(hash: old.hash, validUntil: until) : nil
+                }
+                record.secrets = outgoing + [.init(hash: key.hash)]
                 _ = try await storeCall { try await keys.update(record) }
                 access.authenticator.invalidate(record.id)
                 return try Response.json(KeyView(record, key: key))

@@ -79,13 +79,11 @@ public final class RedisServer: Sendable {
     }
 
     /// Stops the server (SIGTERM, as `docker stop` or systemd would) and waits until it has exited.
-    public func stop() { signal(SIGTERM) }
-
-    private func signal(_ signal: Int32) {
+    public func stop() {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
             let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
         else { return }
-        kill(pid, signal)
+        kill(pid, SIGTERM)
         // The listening socket closes when the process ends (zombie or not): then the port is free.
         try? waitUntil(timeout: 10) { !Self.accepts(port: self.port) }
         try? FileManager.default.removeItem(atPath: pidFile)
