@@ -5,7 +5,11 @@
 --   KEYS[i]            limiter key of policy i, i = 1..n (n >= 1)
 --   ARGV[4i-3 .. 4i]   burst (integer >= 1), rate (integer >= 1 per period),
 --                      period (seconds > 0, may be fractional), cost (integer >= 0; 0 only inspects)
---   further ARGV       optional, reserved for later options
+--   ARGV[4n+1]         optional horizon (seconds >= 0): a request denied now whose retry time is
+--                      within the horizon is not refused but *reserved*: every policy is charged
+--                      as if it had been admitted (its TAT advances exactly as for an admission),
+--                      and the reply's `delay` says when its slot comes. Deferred and immediate
+--                      work therefore obey one rate, across all replicas. Absent or 0: no reservation.
 -- Reply:
 --   [1] allowed      the cost when admitted, 0 when denied (or when the cost is 0)
 --   [2] remaining    requests still allowed now by the deciding policy
@@ -14,6 +18,8 @@
 --   [5] decisive     index of the deciding policy: when denied the one with the longest retry_after,
 --                    otherwise the one with the fewest remaining
 --   [6 ..]           per policy i: remaining_i, retry_after_i, reset_after_i (state after this call)
+--   [6+3n]           delay: seconds until the admitted request's slot ("0" when immediate; when
+--                    reserved, allowed is the cost and retry_after is "-1", as for an admission)
 -- Seconds are returned as strings ("%.6f") because Redis truncates Lua numbers in replies to integers.
 --
 -- The request is admitted only if every policy admits it, and then it is charged to all of them;
@@ -35,6 +41,14 @@ end
 local n = #KEYS
 if n < 1 then return fail('at least one key is required') end
 if #ARGV < 4 * n then return fail('4 arguments (burst, rate, period, cost) are required per key') end
+local horizon_us = 0
+if ARGV[4 * n + 1] ~= nil then
+  local horizon = tonumber(ARGV[4 * n + 1])
+  if horizon == nil or horizon ~= horizon or horizon < 0 or horizon > 1e9 then
+    return fail('horizon must be a number of seconds >= 0')
+  end
+  horizon_us = math.floor(horizon * 1000000 + 0.5)
+end
 
 -- Bound on every offset in microseconds, keeping now + offsets exact as doubles (< 2^53).
 local MAX_OFFSET = 2 ^ 51
@@ -97,6 +111,22 @@ end
 
 local reply = { 0, 0, '-1', '0', 1 }
 local decisive = 1
+local delay_us = 0
+
+-- A denial within the horizon becomes a reservation: charged like an admission, served later.
+if denied and horizon_us > 0 then
+  local wait = 0
+  for i = 1, n do
+    local p = policies[i]
+    if p.diff < 0 and -p.diff > wait then wait = -p.diff end
+    -- a cost above a policy's burst can never be served, however long it waits
+    if p.cost > p.burst then wait = horizon_us + 1 end
+  end
+  if wait <= horizon_us then
+    denied = false
+    delay_us = wait
+  end
+end
 
 if denied then
   local longest = -1
@@ -116,7 +146,7 @@ else
   local fewest = nil
   for i = 1, n do
     local p = policies[i]
-    p.remaining = math.floor(p.diff / p.interval)
+    p.remaining = math.max(math.floor(p.diff / p.interval), 0)
     if p.cost > 0 then
       local reset_us = p.new_tat - now
       redis.call('SET', p.key, string.format('%.0f', p.new_tat), 'EX', math.ceil(reset_us / 1000000))
@@ -148,4 +178,5 @@ for i = 1, n do
     reply[base + 3] = seconds(p.new_tat - now)
   end
 end
+reply[6 + 3 * n] = seconds(delay_us)
 return reply

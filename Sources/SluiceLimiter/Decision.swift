@@ -23,6 +23,9 @@ public struct Decision: Sendable, Equatable {
     public var resetAfter: Duration
     /// Every policy, in the order given to the check.
     public var states: [PolicyState]
+    /// How long until the admitted request's slot: zero when admitted now, positive when it was
+    /// denied now but reserved within the check's horizon (serve it after this delay).
+    public var delay: Duration = .zero
 
     /// The deciding policy's burst: the most that can ever be admitted at once.
     public var limit: Int { policy.burst }

@@ -41,8 +41,10 @@ public struct Policy: Sendable, Hashable, Codable {
     }
 
     /// Seconds as the script reads them (`"%.6f"`-style, no exponent).
-    var periodArgument: String {
-        let (seconds, attoseconds) = period.components
+    var periodArgument: String { Self.secondsArgument(period) }
+
+    static func secondsArgument(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
         let micros = attoseconds / 1_000_000_000_000
         return micros == 0 ? String(seconds) : "\(seconds).\(String(micros).leftPadded(to: 6))"
     }

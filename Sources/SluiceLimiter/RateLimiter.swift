@@ -22,11 +22,15 @@ public struct RateLimiter: Sendable {
 
     /// Checks `cost` requests for `key` against every policy; admits and charges all of them, or none.
     ///
-    /// A cost of 0 inspects the state without changing it.
-    public func check(key: String, policies: [Policy], cost: Int = 1) async throws(RateLimitError) -> Decision {
+    /// A cost of 0 inspects the state without changing it. With a `horizon`, a request that would
+    /// be denied but whose slot comes within the horizon is reserved instead: charged exactly like
+    /// an admission, with ``Decision/delay`` saying when to serve it.
+    public func check(key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero) async throws(RateLimitError) -> Decision {
         try validate(key: key, policies: policies, cost: cost)
+        guard horizon >= .zero else { throw .invalidArguments("horizon must be >= 0") }
         let keys = policies.map { redisKey(for: key, policy: $0) }
-        let arguments = policies.flatMap { [String($0.burst), String($0.rate), $0.periodArgument, String(cost)] }
+        var arguments = policies.flatMap { [String($0.burst), String($0.rate), $0.periodArgument, String(cost)] }
+        if horizon > .zero { arguments.append(Policy.secondsArgument(horizon)) }
         let reply: RedisReply
         do {
             reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments)
@@ -70,7 +74,7 @@ public struct RateLimiter: Sendable {
 
     /// Decodes the script's reply (see the contract at the top of `lua/gcra.lua`).
     static func decode(_ reply: RedisReply, policies: [Policy], cost: Int) throws(RateLimitError) -> Decision {
-        guard let fields = reply.array, fields.count == 5 + 3 * policies.count,
+        guard let fields = reply.array, fields.count >= 5 + 3 * policies.count,
             let allowed = fields[0].int, let remaining = fields[1].int,
             let retryAfter = fields[2].double, let resetAfter = fields[3].double,
             let decisive = fields[4].int, policies.indices.contains(decisive - 1)
@@ -95,13 +99,15 @@ public struct RateLimiter: Sendable {
         let policy = policies[decisive - 1]
         // A cost of 0 is never "admitted" by the script (allowed = cost = 0) but is not a denial.
         let isAllowed = cost == 0 ? retryAfter < 0 : allowed > 0
+        let delay = fields.count > 5 + 3 * policies.count ? fields[5 + 3 * policies.count].double ?? 0 : 0
         return Decision(
             isAllowed: isAllowed,
             policy: policy,
             remaining: remaining,
             retryAfter: isAllowed || cost > policy.burst ? nil : .seconds(retryAfter),
             resetAfter: .seconds(resetAfter),
-            states: states
+            states: states,
+            delay: .seconds(delay)
         )
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SluiceRedis
 import SluiceTestSupport
+import Synchronization
 import Testing
 
 @testable import SluiceLimiter
@@ -131,6 +132,74 @@ struct RateLimiterTests {
     }
 }
 
+@Suite("Reservations within a horizon")
+struct ReservationTests {
+    let limiter: RateLimiter
+    let key = "r\(UUID().uuidString.prefix(8).lowercased())"
+
+    init() throws {
+        limiter = RateLimiter(
+            client: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test")))
+    }
+
+    @Test func slotsAreSpacedByTheEmissionIntervalUpToTheHorizon() async throws {
+        let policy = Policy(rate: 10, period: .seconds(1), burst: 1)
+        let first = try await limiter.check(key: key, policies: [policy], horizon: .milliseconds(350))
+        #expect(first.isAllowed && first.delay == .zero)
+        var delays: [Duration] = []
+        for _ in 0..<3 {
+            let reserved = try await limiter.check(key: key, policies: [policy], horizon: .milliseconds(350))
+            #expect(reserved.isAllowed && reserved.retryAfter == nil)
+            delays.append(reserved.delay)
+        }
+        // 100, 200, 300 ms after the first, less the few ms the calls took.
+        for (index, delay) in delays.enumerated() {
+            let expected = Duration.milliseconds(100 * (index + 1))
+            #expect(delay <= expected && delay > expected - .milliseconds(40), "slot \(index + 1): \(delay)")
+        }
+        let state = try await limiter.client.send("GET", limiter.redisKey(for: key, policy: policy))
+        let beyond = try await limiter.check(key: key, policies: [policy], horizon: .milliseconds(350))
+        #expect(!beyond.isAllowed && beyond.delay == .zero)
+        #expect(try #require(beyond.retryAfter) > .milliseconds(350))
+        #expect(try await limiter.client.send("GET", limiter.redisKey(for: key, policy: policy)) == state, "a refusal writes nothing")
+        let oversized = try await limiter.check(key: "\(key)x", policies: [policy], cost: 2, horizon: .seconds(60))
+        #expect(!oversized.isAllowed, "a cost above the burst is never reserved")
+    }
+
+    @Test func immediateAndDeferredAdmissionsNeverExceedBurstPlusRateTimesWindow() async throws {
+        // 20/s with burst 3, a 0.5 s horizon, 6 callers hammering for 1.5 s.
+        let policy = Policy(rate: 20, period: .seconds(1), burst: 3)
+        let clock = ContinuousClock()
+        let started = clock.now
+        let slots = SlotLog()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<6 {
+                group.addTask {
+                    while clock.now - started < .milliseconds(1500) {
+                        let decision = try await limiter.check(key: key, policies: [policy], horizon: .milliseconds(500))
+                        let answered = clock.now - started
+                        if decision.isAllowed { slots.append(answered + decision.delay) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let sorted = slots.all.sorted()
+        #expect(sorted.count >= 30)
+        // Slot times are seen from this process (answer time + delay): allow one request of jitter.
+        for window in [Duration.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)] {
+            var worst = 0
+            var low = 0
+            for high in sorted.indices {
+                while sorted[high] - sorted[low] > window { low += 1 }
+                worst = max(worst, high - low + 1)
+            }
+            let allowance = 3 + 20 * window.seconds
+            #expect(Double(worst) <= allowance + 1, "\(worst) slots in a \(window) window, allowance \(allowance)")
+        }
+    }
+}
+
 @Suite("Policy encoding")
 struct PolicyTests {
     @Test func periodArgumentHasNoExponent() {
@@ -156,4 +225,13 @@ struct PolicyTests {
         #expect(throws: RateLimitError.self) { try RateLimiter.decode(.array([.integer(1)]), policies: [policy], cost: 1) }
         #expect(throws: RateLimitError.self) { try RateLimiter.decode(.null, policies: [policy], cost: 1) }
     }
+}
+
+/// Slot times collected from several tasks.
+final class SlotLog: Sendable {
+    private let slots = Mutex<[Duration]>([])
+
+    func append(_ slot: Duration) { slots.withLock { $0.append(slot) } }
+
+    var all: [Duration] { slots.withLock { $0 } }
 }
