@@ -1,5 +1,6 @@
 import Hummingbird
 import SluiceAuth
+import SluiceModel
 
 extension SluiceServer {
     func addPredictionRoutes(to router: Router<SluiceRequestContext>) {
@@ -62,5 +63,3 @@ extension SluiceServer {
         return out + "\""
     }
 }
-
-import SluiceModel

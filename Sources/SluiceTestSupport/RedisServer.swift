@@ -21,6 +21,11 @@ public final class RedisServer: Sendable {
 
     private static let sharedServer = try! RedisServer()
 
+    /// A new client of the shared Redis (``sharedURL``).
+    public static func sharedClient() throws -> RedisClient {
+        RedisClient(configuration: try RedisConfiguration(url: sharedURL), logger: Logger(label: "test.redis"))
+    }
+
     /// Starts a server; `arguments` are extra `redis-server` options, e.g. `["--requirepass", "x"]`.
     public init(arguments: [String] = []) throws {
         self.port = try Self.freePort()

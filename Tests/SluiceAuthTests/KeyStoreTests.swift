@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import SluiceAuth
 import SluiceLimiter
 import SluiceRedis
@@ -11,7 +10,7 @@ struct KeyStoreTests {
     let store: KeyStore
 
     init() throws {
-        store = KeyStore(client: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test")))
+        store = KeyStore(client: try RedisServer.sharedClient())
     }
 
     func newRecord(_ key: APIKey, scopes: [Scope] = [.predict], expiresAt: Date? = nil) -> KeyRecord {

@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import SluiceLimiter
 import SluiceRedis
 import SluiceTestSupport
@@ -12,7 +11,7 @@ struct GCRAScriptTests {
     let key = "test:gcra:\(UUID().uuidString)"
 
     init() throws {
-        client = RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test"))
+        client = try RedisServer.sharedClient()
     }
 
     struct Reply {

@@ -13,8 +13,7 @@ struct RateLimiterTests {
     let key = "k\(UUID().uuidString.prefix(8).lowercased())"
 
     init() throws {
-        limiter = RateLimiter(
-            client: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test")))
+        limiter = RateLimiter(client: try RedisServer.sharedClient())
     }
 
     @Test func burstThenDenyThenAdmitAfterRetryAfter() async throws {
@@ -35,8 +34,7 @@ struct RateLimiterTests {
 
     @Test func concurrentChecksFromTwoClientsAdmitExactlyTheBurst() async throws {
         // Two clients stand for two replicas; refill is negligible (1 per hour).
-        let other = RateLimiter(
-            client: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test")))
+        let other = RateLimiter(client: try RedisServer.sharedClient())
         defer { other.client.shutdown() }
         let policy = Policy(rate: 1, period: .seconds(3600), burst: 100)
         let admitted = Counter()
@@ -138,8 +136,7 @@ struct ReservationTests {
     let key = "r\(UUID().uuidString.prefix(8).lowercased())"
 
     init() throws {
-        limiter = RateLimiter(
-            client: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test")))
+        limiter = RateLimiter(client: try RedisServer.sharedClient())
     }
 
     @Test func slotsAreSpacedByTheEmissionIntervalUpToTheHorizon() async throws {

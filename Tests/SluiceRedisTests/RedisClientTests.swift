@@ -10,7 +10,7 @@ struct RedisClientTests {
     let prefix = "test:\(UUID().uuidString):"
 
     init() throws {
-        client = RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test"))
+        client = try RedisServer.sharedClient()
     }
 
     @Test func binarySafeRoundTrip() async throws {
@@ -139,7 +139,7 @@ struct RedisClientTests {
     }
 
     @Test func shutdownFailsLaterCommands() async throws {
-        let shortLived = RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL), logger: Logger(label: "test"))
+        let shortLived = try RedisServer.sharedClient()
         _ = try await shortLived.send("PING")
         shortLived.shutdown()
         try await Task.sleep(for: .milliseconds(50))
