@@ -20,6 +20,8 @@
 --   [6 ..]           per policy i: remaining_i, retry_after_i, reset_after_i (state after this call)
 --   [6+3n]           delay: seconds until the admitted request's slot ("0" when immediate; when
 --                    reserved, allowed is the cost and retry_after is "-1", as for an admission)
+--   [7+3n]           now: the Redis time of the decision in integer microseconds since the epoch
+--                    (as a string), so that now + delay names the slot exactly, on Redis' clock
 -- Seconds are returned as strings ("%.6f") because Redis truncates Lua numbers in replies to integers.
 --
 -- The request is admitted only if every policy admits it, and then it is charged to all of them;
@@ -179,4 +181,5 @@ for i = 1, n do
   end
 end
 reply[6 + 3 * n] = seconds(delay_us)
+reply[7 + 3 * n] = string.format('%.0f', now)
 return reply

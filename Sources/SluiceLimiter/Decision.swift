@@ -26,7 +26,21 @@ public struct Decision: Sendable, Equatable {
     /// How long until the admitted request's slot: zero when admitted now, positive when it was
     /// denied now but reserved within the check's horizon (serve it after this delay).
     public var delay: Duration = .zero
+    /// The Redis time of the decision, in microseconds since the Unix epoch. `decidedAt + delay`
+    /// is the request's slot on Redis' clock, the one clock every replica and worker shares.
+    public var decidedAt: Int64 = 0
+
+    /// The slot of the admitted (or reserved) request: microseconds since the epoch, Redis clock.
+    public var slotTime: Int64 { decidedAt + delay.microseconds }
 
     /// The deciding policy's burst: the most that can ever be admitted at once.
     public var limit: Int { policy.burst }
+}
+
+extension Duration {
+    /// Whole microseconds (truncated).
+    public var microseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    }
 }

@@ -99,7 +99,9 @@ public struct RateLimiter: Sendable {
         let policy = policies[decisive - 1]
         // A cost of 0 is never "admitted" by the script (allowed = cost = 0) but is not a denial.
         let isAllowed = cost == 0 ? retryAfter < 0 : allowed > 0
-        let delay = fields.count > 5 + 3 * policies.count ? fields[5 + 3 * policies.count].double ?? 0 : 0
+        let tail = 5 + 3 * policies.count
+        let delay = fields.count > tail ? fields[tail].double ?? 0 : 0
+        let decidedAt = fields.count > tail + 1 ? fields[tail + 1].int.map(Int64.init) ?? 0 : 0
         return Decision(
             isAllowed: isAllowed,
             policy: policy,
@@ -107,7 +109,8 @@ public struct RateLimiter: Sendable {
             retryAfter: isAllowed || cost > policy.burst ? nil : .seconds(retryAfter),
             resetAfter: .seconds(resetAfter),
             states: states,
-            delay: .seconds(delay)
+            delay: .microseconds(Int64((delay * 1_000_000).rounded())),
+            decidedAt: decidedAt
         )
     }
 }

@@ -174,25 +174,24 @@ struct ReservationTests {
                 group.addTask {
                     while clock.now - started < .milliseconds(1500) {
                         let decision = try await limiter.check(key: key, policies: [policy], horizon: .milliseconds(500))
-                        let answered = clock.now - started
-                        if decision.isAllowed { slots.append(answered + decision.delay) }
+                        if decision.isAllowed { slots.append(decision.slotTime) }
                     }
                 }
             }
             try await group.waitForAll()
         }
+        // Slots on Redis' clock (decision time + delay), exact to the microsecond: no slack.
         let sorted = slots.all.sorted()
         #expect(sorted.count >= 30)
-        // Slot times are seen from this process (answer time + delay): allow one request of jitter.
-        for window in [Duration.milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)] {
+        for window in [Int64(50_000), 100_000, 250_000, 500_000, 1_000_000] {
             var worst = 0
             var low = 0
             for high in sorted.indices {
                 while sorted[high] - sorted[low] > window { low += 1 }
                 worst = max(worst, high - low + 1)
             }
-            let allowance = 3 + 20 * window.seconds
-            #expect(Double(worst) <= allowance + 1, "\(worst) slots in a \(window) window, allowance \(allowance)")
+            let allowance = 3 + 20 * Double(window) / 1_000_000
+            #expect(Double(worst) <= allowance, "\(worst) slots in a \(window) µs window, allowance \(allowance)")
         }
     }
 }
@@ -226,9 +225,9 @@ struct PolicyTests {
 
 /// Slot times collected from several tasks.
 final class SlotLog: Sendable {
-    private let slots = Mutex<[Duration]>([])
+    private let slots = Mutex<[Int64]>([])
 
-    func append(_ slot: Duration) { slots.withLock { $0.append(slot) } }
+    func append(_ slot: Int64) { slots.withLock { $0.append(slot) } }
 
-    var all: [Duration] { slots.withLock { $0 } }
+    var all: [Int64] { slots.withLock { $0 } }
 }
