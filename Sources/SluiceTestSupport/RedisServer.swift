@@ -94,6 +94,16 @@ public final class RedisServer: Sendable {
         try? FileManager.default.removeItem(atPath: pidFile)
     }
 
+    /// SIGKILL, as a crash or an OOM kill would: nothing is flushed that was not already written.
+    public func crash() {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return }
+        kill(pid, SIGKILL)
+        try? waitUntil(timeout: 10) { !Self.accepts(port: self.port) }
+        try? FileManager.default.removeItem(atPath: pidFile)
+    }
+
     public func restart() throws {
         stop()
         try start()

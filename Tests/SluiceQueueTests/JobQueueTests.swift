@@ -1,0 +1,126 @@
+import Foundation
+import SluiceLimiter
+import SluiceQueue
+import SluiceRedis
+import SluiceTestSupport
+import Testing
+
+/// lua/queue_*.lua through ``JobQueue``, against a real redis-server (one per suite instance, so
+/// that the queue's fixed keys are not shared between tests).
+@Suite("JobQueue against a real redis-server")
+struct JobQueueTests {
+    let redis: RedisServer
+    let queue: JobQueue
+
+    init() throws {
+        redis = try RedisServer()
+        queue = JobQueue(client: redis.client())
+    }
+
+    private func redisNow() async throws -> Int64 {
+        let time = try #require(try await queue.client.send("TIME").array)
+        return Int64(time[0].int!) * 1_000_000 + Int64(time[1].int!)
+    }
+
+    @Test func claimsOnlyDueJobsInSlotOrder() async throws {
+        let now = try await redisNow()
+        let late = JobID.generate(), early = JobID.generate(), future = JobID.generate()
+        // Enqueued out of slot order, as different keys' jobs arrive.
+        #expect(try await queue.enqueue(late, keyID: "a", input: "[[1]]", notBefore: now - 1_000, maxDepth: 10) == 1)
+        #expect(try await queue.enqueue(early, keyID: "b", input: "[[2]]", notBefore: now - 2_000, maxDepth: 10) == 1)
+        #expect(try await queue.enqueue(future, keyID: "a", input: "[[3]]", notBefore: now + 600_000, maxDepth: 10) == 2)
+
+        let claim = try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30))
+        #expect(claim.jobs.map(\.id) == [early, late])
+        #expect(claim.jobs.map(\.input) == ["[[2]]", "[[1]]"])
+        #expect(claim.nextDue == now + 600_000, "the worker learns when to come back")
+        #expect(try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30)).jobs.isEmpty, "nothing before its slot")
+        try await Task.sleep(for: .milliseconds(650))
+        let later = try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30))
+        #expect(later.jobs.map(\.id) == [future])
+        #expect(later.now >= now + 600_000, "started at or after not_before")
+    }
+
+    @Test func maxDepthBoundsEachKeySeparately() async throws {
+        let now = try await redisNow()
+        for expected in 1...3 {
+            #expect(try await queue.enqueue(.generate(), keyID: "full", input: "[]", notBefore: now, maxDepth: 3) == expected)
+        }
+        #expect(try await queue.enqueue(.generate(), keyID: "full", input: "[]", notBefore: now, maxDepth: 3) == nil)
+        #expect(try await queue.enqueue(.generate(), keyID: "other", input: "[]", notBefore: now, maxDepth: 3) == 1)
+        let depth = try await queue.depth()
+        #expect(depth.total == 4 && depth.perKey == ["full": 3, "other": 1])
+        // Completing one frees one place.
+        let claimed = try await queue.claim(worker: "w", count: 1, visibility: .seconds(30)).jobs
+        try await queue.complete(claimed[0].id, .succeeded(result: "{}"), resultLifetime: .seconds(60), worker: "w")
+        #expect(try await queue.depth().total == 3)
+    }
+
+    @Test func anOutcomeIsWrittenOnceEvenWhenAJobRunsTwice() async throws {
+        let id = JobID.generate()
+        _ = try await queue.enqueue(id, keyID: "k", input: "[[1]]", notBefore: try await redisNow(), maxDepth: 5)
+        // Worker 1 claims and stalls past the visibility timeout; worker 2 reclaims and runs it.
+        let first = try await queue.claim(worker: "w1", count: 5, visibility: .milliseconds(100))
+        #expect(first.jobs.map(\.id) == [id] && first.jobs[0].attempts == 1)
+        try await Task.sleep(for: .milliseconds(150))
+        let second = try await queue.claim(worker: "w2", count: 5, visibility: .seconds(30))
+        #expect(second.reclaimed == 1)
+        #expect(second.jobs.map(\.id) == [id] && second.jobs[0].attempts == 2)
+
+        #expect(try await queue.complete(id, .succeeded(result: #"{"by":"w2"}"#), resultLifetime: .seconds(60), worker: "w2"))
+        #expect(try await !queue.complete(id, .succeeded(result: #"{"by":"w1"}"#), resultLifetime: .seconds(60), worker: "w1"))
+        let job = try #require(try await queue.job(id))
+        #expect(job.status == .succeeded && job.result == #"{"by":"w2"}"#)
+        #expect(try await queue.stats() == ["completed": 1, "reclaimed": 1])
+        #expect(try await queue.depth().total == 0, "the depth is released once")
+        #expect(try await queue.claim(worker: "w3", count: 5, visibility: .seconds(30)).jobs.isEmpty)
+        let ttl = try await queue.client.send("TTL", "sluice:{jobs}:job:\(id)")
+        #expect((50...60).contains(ttl.int ?? 0), "results expire")
+    }
+
+    @Test func aFinishedJobLeftInTheQueueIsNeverRunAgain() async throws {
+        let now = try await redisNow()
+        let id = JobID.generate(), earlier = JobID.generate()
+        _ = try await queue.enqueue(id, keyID: "k", input: "[[1]]", notBefore: now, maxDepth: 5)
+        _ = try await queue.claim(worker: "w1", count: 5, visibility: .milliseconds(50))
+        try await Task.sleep(for: .milliseconds(80))
+        // w2 reclaims the stalled job (back in the queue) but takes an earlier one first …
+        _ = try await queue.enqueue(earlier, keyID: "k", input: "[[2]]", notBefore: now - 10_000_000, maxDepth: 5)
+        let claim = try await queue.claim(worker: "w2", count: 1, visibility: .seconds(30))
+        #expect(claim.reclaimed == 1 && claim.jobs.map(\.id) == [earlier])
+        // … and then the stalled first run completes after all: the queued copy is dropped.
+        #expect(try await queue.complete(id, .succeeded(result: "{}"), resultLifetime: .seconds(60), worker: "w1"))
+        #expect(try await queue.claim(worker: "w3", count: 5, visibility: .seconds(30)).jobs.isEmpty)
+        #expect(try await queue.job(id)?.status == .succeeded)
+    }
+
+    @Test func jobKeysShareOneHashTag() async throws {
+        let id = JobID.generate()
+        _ = try await queue.enqueue(id, keyID: "k", input: "[]", notBefore: 0, maxDepth: 5)
+        let keys = try #require(try await queue.client.send("KEYS", "sluice:*").array).compactMap(\.string)
+        #expect(!keys.isEmpty && keys.allSatisfy { $0.hasPrefix("sluice:{jobs}:") }, "\(keys)")
+    }
+
+    @Test func invalidArgumentsWriteNothing() async throws {
+        for (notBefore, depth) in [(Int64(-1), 5), (0, 0)] {
+            await #expect(throws: QueueError.self) {
+                _ = try await queue.enqueue(.generate(), keyID: "k", input: "[]", notBefore: notBefore, maxDepth: depth)
+            }
+        }
+        let id = JobID.generate()
+        _ = try await queue.enqueue(id, keyID: "k", input: "[]", notBefore: 0, maxDepth: 5)
+        await #expect(throws: QueueError.self) {
+            _ = try await queue.enqueue(id, keyID: "k", input: "[]", notBefore: 0, maxDepth: 5)
+        }
+        #expect(try await queue.depth().perKey == ["k": 1])
+    }
+
+    @Test func jobIDsAreUnguessableAndStrictlyFormatted() {
+        let ids = Set((0..<1000).map { _ in JobID.generate() })
+        #expect(ids.count == 1000)
+        #expect(ids.allSatisfy { $0.rawValue.count == 32 })
+        for bad in ["", "../etc", String(repeating: "A", count: 32), String(repeating: "a", count: 31), "sluice:{jobs}:due"] {
+            #expect(JobID(bad) == nil)
+        }
+    }
+}
