@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.4.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Tests only: reads openapi.yaml to check live responses against it.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
@@ -40,7 +41,17 @@ let package = Package(
         .target(
             name: "SluiceLimiter",
             dependencies: ["SluiceRedis"],
+            exclude: ["lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua"],
             resources: [.embedInCode("lua/gcra.lua")]
+        ),
+        // The durable queue of deferred jobs over lua/queue_*.lua: enqueue, claim, complete.
+        .target(
+            name: "SluiceQueue",
+            dependencies: ["SluiceRedis"],
+            exclude: ["lua/gcra.lua"],
+            resources: [
+                .embedInCode("lua/queue_enqueue.lua"), .embedInCode("lua/queue_claim.lua"), .embedInCode("lua/queue_complete.lua"),
+            ]
         ),
         // Secrets from environment variables or `*_FILE` secret files.
         .target(name: "SluiceSecrets"),
@@ -49,7 +60,10 @@ let package = Package(
         // Training data validation, the trainer, signed artifacts and the model registry in Redis.
         .target(
             name: "SluiceModel",
-            dependencies: ["SluiceCore", "SluiceRedis", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "SluiceCore", "SluiceRedis", "SluiceSecrets",
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+            ],
             exclude: ["data/README.md"],
             resources: [.embedInCode("data/iris.csv")]
         ),
@@ -65,16 +79,26 @@ let package = Package(
         .target(
             name: "SluiceService",
             dependencies: [
-                "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceModel",
+                "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceModel", "SluiceQueue",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // `sluice worker`: runs queued jobs at their slot; /healthz and /metrics; graceful SIGTERM.
+        .target(
+            name: "SluiceWorker",
+            dependencies: [
+                "SluiceRedis", "SluiceModel", "SluiceQueue",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceService",
+                "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceService", "SluiceWorker", "SluiceModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -87,9 +111,12 @@ let package = Package(
         .testTarget(name: "SluiceModelTests", dependencies: ["SluiceModel", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceServiceTests",
-            dependencies: ["SluiceAuth", "SluiceRedis", "SluiceModel", "SluiceTestSupport", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "SluiceAuth", "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceTestSupport", .product(name: "Yams", package: "Yams"),
+            ]
         ),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceQueueTests", dependencies: ["SluiceQueue", "SluiceLimiter", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,11 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public enum Overflow: String, Sendable, Codable {
         /// `429 Too Many Requests` with `Retry-After`.
         case reject
+        /// The replica holds the request until its slot (at most ``KeyRecord/maxDelay``), then serves it.
+        case delay
+        /// The request is queued for a worker (slot at most ``KeyRecord/maxQueueDelay`` away, at most
+        /// ``KeyRecord/maxDepth`` jobs pending) and answered with `202 Accepted`.
+        case queue
     }
 
     /// One accepted secret, as its hash; a rotated-out secret keeps working until `validUntil`.
@@ -33,6 +38,12 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public var policies: [Policy]
     public var quotaPerDay: Int?
     public var overflow: Overflow
+    /// `max_delay`: the longest a `delay` key's request is held, in seconds (default 1).
+    public var maxDelay: Double?
+    /// `max_queue_delay`: the furthest slot a job may be queued for, in seconds (default 60).
+    public var maxQueueDelay: Double?
+    /// `max_depth`: the most jobs pending for this key at once (default 1000).
+    public var maxDepth: Int?
     public var expiresAt: Date?
     public var createdAt: Date
     public var secrets: [StoredSecret]
@@ -51,6 +62,27 @@ public struct KeyRecord: Sendable, Codable, Equatable {
         self.expiresAt = expiresAt
         self.createdAt = createdAt
         self.secrets = secrets
+    }
+
+    public static let defaultMaxDelay = 1.0
+    public static let defaultMaxQueueDelay = 60.0
+    public static let defaultMaxDepth = 1000
+
+    /// The longest a request is held (`delay`) in seconds: ``maxDelay`` or its default.
+    public var effectiveMaxDelay: Double { maxDelay ?? Self.defaultMaxDelay }
+    /// The furthest a job is queued (`queue`) in seconds: ``maxQueueDelay`` or its default.
+    public var effectiveMaxQueueDelay: Double { maxQueueDelay ?? Self.defaultMaxQueueDelay }
+    /// The most jobs pending at once: ``maxDepth`` or its default.
+    public var effectiveMaxDepth: Int { maxDepth ?? Self.defaultMaxDepth }
+
+    /// How far ahead a request over the limit may be reserved instead of refused: zero for
+    /// `reject`, `max_delay` for `delay`, `max_queue_delay` for `queue`.
+    public var deferralHorizon: Duration {
+        switch overflow {
+        case .reject: .zero
+        case .delay: .milliseconds(Int64(effectiveMaxDelay * 1000))
+        case .queue: .milliseconds(Int64(effectiveMaxQueueDelay * 1000))
+        }
     }
 
     /// 10 requests per second with bursts of 20.
@@ -78,6 +110,9 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case id, name, scopes, policies, overflow, secrets
         case quotaPerDay = "quota_per_day"
+        case maxDelay = "max_delay"
+        case maxQueueDelay = "max_queue_delay"
+        case maxDepth = "max_depth"
         case expiresAt = "expires_at"
         case createdAt = "created_at"
     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SluiceSecrets
 
 /// HMAC-SHA256 over an artifact's exact bytes, with `SLUICE_MODEL_SIGNING_KEY`.
 ///
@@ -13,6 +14,20 @@ public struct ArtifactSigner: Sendable {
     public init?(key: [UInt8]) {
         guard key.count >= Self.minimumKeyBytes else { return nil }
         self.keyBytes = key
+    }
+
+    /// The signer from `SLUICE_MODEL_SIGNING_KEY` (or `SLUICE_MODEL_SIGNING_KEY_FILE`); a missing,
+    /// short or placeholder-like key is refused with an error naming the variable, never the value.
+    public init(secrets: SecretSource) throws(SecretError) {
+        let name = "SLUICE_MODEL_SIGNING_KEY"
+        let signing = try secrets.required(name)
+        guard let signer = ArtifactSigner(key: Array(signing.revealed.utf8)) else {
+            throw .invalid(name: name, reason: "must be at least \(Self.minimumKeyBytes) bytes")
+        }
+        guard signing.looksRandom else {
+            throw .invalid(name: name, reason: "looks weak (too few distinct characters); use 32+ random bytes")
+        }
+        self = signer
     }
 
     /// Built per use: `SymmetricKey` is not `Sendable`, and signing is off every hot path.

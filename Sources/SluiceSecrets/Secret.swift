@@ -10,6 +10,10 @@ public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugS
         self.revealed = value
     }
 
+    /// A coarse guard against placeholders like `aaaa…` or `changeme…`: a random secret of 32+
+    /// characters has far more than 12 distinct characters.
+    public var looksRandom: Bool { Set(revealed.unicodeScalars).count >= 12 }
+
     public var description: String { "<redacted>" }
     public var debugDescription: String { "<redacted>" }
 }

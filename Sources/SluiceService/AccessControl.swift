@@ -41,9 +41,13 @@ struct AccessControl: Sendable {
         }
     }
 
-    /// Charges `cost` to every policy of the key; a denial is a `429` with `Retry-After`.
-    func admit(_ record: KeyRecord, cost: Int) async throws -> Decision {
-        let decision = try await decide(key: record.id, policies: record.limiterPolicies, cost: cost)
+    /// Polling a job's status: 20 per second with bursts of 40, per key, apart from its own limits.
+    static let jobStatusPolicy = Policy(name: "job-status", rate: 20, period: .seconds(1), burst: 40)
+
+    /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when
+    /// one comes within `horizon`; a denial is a `429` with `Retry-After`.
+    func admit(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration) async throws -> Decision {
+        let decision = try await decide(key: record.id, policies: policies, cost: cost, horizon: horizon)
         guard decision.isAllowed else {
             if decision.retryAfter == nil {
                 var problem = Problem.invalid(
@@ -57,10 +61,10 @@ struct AccessControl: Sendable {
         return decision
     }
 
-    private func decide(key: String, policies: [Policy], cost: Int) async throws -> Decision {
+    private func decide(key: String, policies: [Policy], cost: Int, horizon: Duration = .zero) async throws -> Decision {
         let started = ContinuousClock.now
         do {
-            let decision = try await limiter.check(key: key, policies: policies, cost: cost)
+            let decision = try await limiter.check(key: key, policies: policies, cost: cost, horizon: horizon)
             metrics.recordDecision(decision, duration: ContinuousClock.now - started)
             return decision
         } catch {
@@ -70,7 +74,7 @@ struct AccessControl: Sendable {
         }
     }
 
-    private func rateLimited(_ decision: Decision, detail: String) -> Problem {
+    func rateLimited(_ decision: Decision, detail: String) -> Problem {
         var problem = Problem(
             status: .tooManyRequests, type: "/problems/quota-exceeded", title: "Too many requests", detail: detail,
             policy: decision.policy.name, retryAfter: Self.wholeSeconds(decision.retryAfter ?? .seconds(1))

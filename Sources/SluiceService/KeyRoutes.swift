@@ -12,10 +12,13 @@ extension SluiceServer {
                 guard request.mediaType == "application/json" else { throw Problem.unsupportedMediaType(["application/json"]) }
                 let spec = try KeySpec.decode(body)
                 let key = APIKey.generate()
-                let record = KeyRecord(
+                var record = KeyRecord(
                     id: key.id, name: spec.name, scopes: spec.scopes, policies: spec.policies ?? [KeyRecord.defaultPolicy],
                     quotaPerDay: spec.quota_per_day, overflow: spec.overflow ?? .reject, expiresAt: spec.expires_at,
                     secrets: [.init(hash: key.hash)])
+                record.maxDelay = spec.max_delay
+                record.maxQueueDelay = spec.max_queue_delay
+                record.maxDepth = spec.max_depth
                 guard try await storeCall({ try await keys.create(record) }) else { throw Problem.conflict("Key id collision; retry.") }
                 return try Response.json(KeyView(record, key: key), status: .created)
             }
@@ -88,7 +91,13 @@ struct KeySpec: Decodable {
     var policies: [Policy]?
     var quota_per_day: Int?
     var overflow: KeyRecord.Overflow?
+    var max_delay: Double?
+    var max_queue_delay: Double?
+    var max_depth: Int?
     var expires_at: Date?
+
+    /// Holding a request longer than this would outlast load balancers' and clients' timeouts.
+    static let maximumDelay = 30.0
 
     static func decode(_ body: [UInt8]) throws(Problem) -> KeySpec {
         let spec: KeySpec
@@ -109,6 +118,19 @@ struct KeySpec: Decodable {
             errors.append(.init(pointer: "/policies", detail: "1 or more policies with unique names other than 'daily' (the quota's)"))
         }
         if let quota = spec.quota_per_day, quota < 1 { errors.append(.init(pointer: "/quota_per_day", detail: "must be at least 1")) }
+        let overflow = spec.overflow ?? .reject
+        if let delay = spec.max_delay {
+            if overflow != .delay { errors.append(.init(pointer: "/max_delay", detail: "only with \"overflow\": \"delay\"")) }
+            if !(delay > 0 && delay <= maximumDelay) { errors.append(.init(pointer: "/max_delay", detail: "seconds, more than 0 and at most \(Int(maximumDelay))")) }
+        }
+        if let delay = spec.max_queue_delay {
+            if overflow != .queue { errors.append(.init(pointer: "/max_queue_delay", detail: "only with \"overflow\": \"queue\"")) }
+            if !(delay > 0 && delay <= 86_400) { errors.append(.init(pointer: "/max_queue_delay", detail: "seconds, more than 0 and at most 86400")) }
+        }
+        if let depth = spec.max_depth {
+            if overflow == .reject { errors.append(.init(pointer: "/max_depth", detail: "only with \"overflow\": \"queue\" or \"delay\"")) }
+            if !(1...1_000_000).contains(depth) { errors.append(.init(pointer: "/max_depth", detail: "between 1 and 1000000")) }
+        }
         if let expiry = spec.expires_at, expiry <= Date() { errors.append(.init(pointer: "/expires_at", detail: "must be in the future")) }
         guard errors.isEmpty else { throw Problem.invalid(errors) }
         return spec
@@ -139,6 +161,10 @@ struct KeyView: Encodable {
     var policies: [Policy]
     var quota_per_day: Int?
     var overflow: KeyRecord.Overflow
+    /// The effective deferral settings of the key's overflow mode (absent for `reject`).
+    var max_delay: Double?
+    var max_queue_delay: Double?
+    var max_depth: Int?
     var expires_at: Date?
     var created_at: Date
     var key: String?
@@ -150,6 +176,11 @@ struct KeyView: Encodable {
         policies = record.policies
         quota_per_day = record.quotaPerDay
         overflow = record.overflow
+        switch record.overflow {
+        case .reject: break
+        case .delay: (max_delay, max_depth) = (record.effectiveMaxDelay, record.effectiveMaxDepth)
+        case .queue: (max_queue_delay, max_depth) = (record.effectiveMaxQueueDelay, record.effectiveMaxDepth)
+        }
         expires_at = record.expiresAt
         created_at = record.createdAt
         self.key = key?.revealed

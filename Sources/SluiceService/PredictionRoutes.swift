@@ -10,7 +10,8 @@ extension SluiceServer {
     }
 
     /// Validates first (no Redis involved), then charges one unit per instance — or a single unit
-    /// for a refused request, so that invalid traffic is limited too — then predicts.
+    /// for a refused request, so that invalid traffic is limited too — then predicts now, after
+    /// holding the request until its slot, or through the queue (see ``defer(_:_:record:decision:)``).
     private func predict(_ request: Request, _ context: SluiceRequestContext) async throws -> Response {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
         var input: PredictionInput?
@@ -24,42 +25,19 @@ extension SluiceServer {
                 refusal = error
             }
         }
-        return try await guarded(request, context, scopes: [.predict], cost: input?.instances.count ?? 1) { _ in
+        // Invalid input is never deferred: it is refused now, and never enters the queue.
+        let charge = Charge.key(cost: input?.instances.count ?? 1, deferrable: refusal == nil)
+        return try await guarded(request, context, scopes: [.predict], charge: charge) { record, decision in
             if let refusal { throw refusal }
-            return Self.predictionResponse(for: input!.instances, model: model)
+            let instances = input!.instances
+            guard decision.delay > .zero else { return Self.predictionResponse(for: instances, model: model) }
+            return try await self.defer(instances, request, record: record, decision: decision)
         }
     }
 
-    /// `{"model_version": 1, "predictions": [{"label": …, "probabilities": {…}}]}`, written
-    /// directly: this is the hottest response, and the class names are the model's own (they are
-    /// validated training labels, escaped here all the same).
     static func predictionResponse(for instances: [[Double]], model: ModelArtifact) -> Response {
-        var json = "{\"model_version\":\(model.version),\"predictions\":["
-        for (index, row) in instances.enumerated() {
-            let p = model.probabilities(row)
-            let best = p.indices.max { p[$0] < p[$1] }!
-            if index > 0 { json += "," }
-            json += "{\"label\":\(jsonString(model.classes[best])),\"probabilities\":{"
-            for (k, name) in model.classes.enumerated() {
-                if k > 0 { json += "," }
-                json += "\(jsonString(name)):\((p[k] * 1e6).rounded() / 1e6)"
-            }
-            json += "}}"
-        }
-        json += "]}"
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
-    }
-
-    private static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: model.predictionJSON(for: instances))))
     }
 }

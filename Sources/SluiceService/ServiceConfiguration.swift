@@ -26,26 +26,13 @@ public struct ServiceConfiguration: Sendable {
         guard let adminKey = APIKey(admin.revealed) else {
             throw .invalid(name: "SLUICE_ADMIN_KEY", reason: "must have the key format sk_<8-32 of a-z0-9>_<32+ of A-Za-z0-9>")
         }
-        guard Self.looksRandom(admin.revealed.split(separator: "_").last.map(String.init) ?? "") else {
+        guard Secret(admin.revealed.split(separator: "_").last.map(String.init) ?? "").looksRandom else {
             throw .invalid(name: "SLUICE_ADMIN_KEY", reason: "its secret part looks weak (too few distinct characters); generate one with `sluice keygen`")
         }
         self.adminKey = adminKey
-        let signing = try secrets.required("SLUICE_MODEL_SIGNING_KEY")
-        guard let signer = ArtifactSigner(key: Array(signing.revealed.utf8)) else {
-            throw .invalid(name: "SLUICE_MODEL_SIGNING_KEY", reason: "must be at least \(ArtifactSigner.minimumKeyBytes) bytes")
-        }
-        guard Self.looksRandom(signing.revealed) else {
-            throw .invalid(name: "SLUICE_MODEL_SIGNING_KEY", reason: "looks weak (too few distinct characters); use 32+ random bytes")
-        }
-        self.signer = signer
+        self.signer = try ArtifactSigner(secrets: secrets)
         self.trustedProxies = Set(
             (secrets.environment["SLUICE_TRUSTED_PROXIES"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty })
-    }
-
-    /// A coarse guard against placeholders like `aaaa…` or `changeme…`: a random secret of 32+
-    /// characters has far more than 12 distinct characters.
-    static func looksRandom(_ secret: String) -> Bool {
-        Set(secret.unicodeScalars).count >= 12
     }
 }

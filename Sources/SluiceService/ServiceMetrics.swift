@@ -11,6 +11,8 @@ final class ServiceMetrics: Sendable {
     let activeModelVersion: Gauge
     private let decisionLatency: DurationHistogram
     private let allowed: Counter
+    private let held: Counter
+    private let queued: Counter
     private let denied: Counter
     /// Request counters by "route status", so the hot path skips the registry's lookup.
     private let requestCounters = Mutex<[String: Counter]>([:])
@@ -30,6 +32,9 @@ final class ServiceMetrics: Sendable {
         let decisions = Self.name("limiter", "decisions", "total", "Rate-limit decisions.")
         allowed = registry.makeCounter(descriptor: decisions, labels: [("decision", "allowed")])
         denied = registry.makeCounter(descriptor: decisions, labels: [("decision", "denied")])
+        let deferred = Self.name("deferral", "requests", "total", "Requests over the limit served later: held until their slot, or queued.")
+        held = registry.makeCounter(descriptor: deferred, labels: [("mode", "held")])
+        queued = registry.makeCounter(descriptor: deferred, labels: [("mode", "queued")])
     }
 
     /// `sluice_<subsystem>_<metric>_<unit>`.
@@ -40,6 +45,10 @@ final class ServiceMetrics: Sendable {
     func recordDecision(_ decision: Decision, duration: Duration) {
         (decision.isAllowed ? allowed : denied).increment()
         decisionLatency.record(duration)
+    }
+
+    func deferred(held isHeld: Bool) {
+        (isHeld ? held : queued).increment()
     }
 
     func recordRequest(route: String, status: Int) {

@@ -4,6 +4,7 @@ import Logging
 import SluiceAuth
 import SluiceLimiter
 import SluiceModel
+import SluiceQueue
 import SluiceRedis
 
 /// One stateless replica of the prediction API: everything it shares with other replicas lives
@@ -15,6 +16,7 @@ public struct SluiceServer: Sendable {
     let keys: KeyStore
     let access: AccessControl
     let models: ModelHolder
+    let jobs: JobQueue
     let metrics: ServiceMetrics
 
     public init(configuration: ServiceConfiguration, logger: Logger) {
@@ -29,7 +31,15 @@ public struct SluiceServer: Sendable {
             trustedProxies: configuration.trustedProxies,
             metrics: metrics
         )
-        self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), metrics: metrics, logger: logger)
+        let metrics = self.metrics
+        self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger) { event in
+            switch event {
+            case .loaded(let version): metrics.activeModelVersion.set(Double(version))
+            case .refused: metrics.refusedArtifacts.increment()
+            case .redisError: metrics.redisErrors.increment()
+            }
+        }
+        self.jobs = JobQueue(client: redis)
     }
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
@@ -40,6 +50,7 @@ public struct SluiceServer: Sendable {
         addPredictionRoutes(to: router)
         addModelRoutes(to: router)
         addKeyRoutes(to: router)
+        addJobRoutes(to: router)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sluice"),
@@ -92,33 +103,58 @@ public struct SluiceServer: Sendable {
         await models.run()
     }
 
-    /// Authenticates, charges `cost` to the key's limits, checks the scope, then runs `body`;
+    /// What a request is charged against.
+    enum Charge {
+        /// `cost` units on every policy of the key. When `deferrable`, a request over the limit
+        /// whose slot comes within the key's deferral horizon is reserved instead of refused
+        /// (the ``Decision/delay`` says when), for keys whose overflow is `delay` or `queue`.
+        case key(cost: Int, deferrable: Bool)
+        /// One unit of ``AccessControl/jobStatusPolicy``, apart from the key's own limits, so that
+        /// polling a queued job never eats into the rate the job itself is waiting for.
+        case jobStatus
+    }
+
+    /// Authenticates, charges the request to the key's limits, checks the scope, then runs `body`;
     /// every response (success or problem) carries the `RateLimit` headers of the decision.
     func guarded(
-        _ request: Request, _ context: SluiceRequestContext, scopes: Set<Scope>, cost: Int = 1,
-        _ body: (KeyRecord) async throws -> Response
+        _ request: Request, _ context: SluiceRequestContext, scopes: Set<Scope>, charge: Charge = .key(cost: 1, deferrable: false),
+        _ body: (KeyRecord, Decision) async throws -> Response
     ) async throws -> Response {
         let record = try await access.authenticate(request, context: context)
         RequestFacts.record(keyID: record.id)
+        let permitted = !scopes.isDisjoint(with: record.scopes)
         let decision: Decision
         do {
-            decision = try await access.admit(record, cost: cost)
+            switch charge {
+            case .key(let cost, let deferrable):
+                let horizon = deferrable && permitted ? record.deferralHorizon : .zero
+                decision = try await access.admit(record, policies: record.limiterPolicies, cost: cost, horizon: horizon)
+            case .jobStatus:
+                decision = try await access.admit(record, policies: [AccessControl.jobStatusPolicy], cost: 1, horizon: .zero)
+            }
         } catch {
             RequestFacts.record(decision: "denied")
             throw error
         }
-        RequestFacts.record(decision: "allowed")
+        RequestFacts.record(decision: decision.delay > .zero ? "deferred" : "allowed")
         let headers = AccessControl.headers(for: decision)
         do {
-            guard !scopes.isDisjoint(with: record.scopes) else {
+            guard permitted else {
                 throw Problem.forbidden(missing: scopes.sorted().map(\.rawValue).joined(separator: "' or '"))
             }
-            var response = try await body(record)
+            var response = try await body(record, decision)
             response.headers.append(contentsOf: headers)
             return response
         } catch var problem as Problem {
             problem.headers.append(contentsOf: headers)
             throw problem
         }
+    }
+
+    /// ``guarded(_:_:scopes:charge:_:)`` for handlers that need only the key's record.
+    func guarded(
+        _ request: Request, _ context: SluiceRequestContext, scopes: Set<Scope>, _ body: (KeyRecord) async throws -> Response
+    ) async throws -> Response {
+        try await guarded(request, context, scopes: scopes) { record, _ in try await body(record) }
     }
 }

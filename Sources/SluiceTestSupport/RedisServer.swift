@@ -172,6 +172,22 @@ public final class RedisServer: Sendable {
         } == 0
     }
 
+    /// Connects to `port`, writes `bytes`, waits `seconds` without reading, and hangs up: a
+    /// client that gives up on a request mid-flight.
+    public static func sendAndHangUp(port: Int, _ bytes: String, after seconds: Double) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket failed") }
+        defer { close(fd) }
+        var address = loopback(port: port)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestSupportError("cannot connect to port \(port)") }
+        let data = Array(bytes.utf8)
+        guard write(fd, data, data.count) == data.count else { throw TestSupportError("short write") }
+        usleep(useconds_t(seconds * 1_000_000))
+    }
+
     private static func loopback(port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)

@@ -4,7 +4,7 @@ import Foundation
 import FoundationNetworking
 #endif
 
-/// A real `sluice serve` process on a free loopback port, for tests over HTTP.
+/// A real `sluice serve` (or `sluice worker`) process on a free loopback port, for tests over HTTP.
 ///
 /// Started like ``RedisServer`` (no blocked signals, no inherited descriptors, a watchdog that
 /// kills it when the test process is gone).
@@ -12,6 +12,7 @@ public final class ServiceProcess: Sendable {
     public let port: Int
     public let logFile: String
     private let pidFile: String
+    private let exitFile: String
 
     /// The `sluice` binary next to the test bundle (`.build/<config>/sluice`), or `SLUICE_BINARY`.
     public static var binary: String {
@@ -19,16 +20,19 @@ public final class ServiceProcess: Sendable {
         return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("sluice").path
     }
 
-    /// Starts `sluice serve` with `environment` added to this process' environment.
-    public init(redisURL: String, environment: [String: String], arguments: [String] = []) throws {
+    /// Starts `sluice <command>` (`serve` or `worker`) with `environment` added to this process'
+    /// environment.
+    public init(_ command: String = "serve", redisURL: String, environment: [String: String], arguments: [String] = []) throws {
         port = try RedisServer.freePort()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-serve-\(port)-\(UUID().uuidString.prefix(8))").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(command)-\(port)-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        logFile = "\(directory)/serve.log"
-        pidFile = "\(directory)/serve.pid"
+        logFile = "\(directory)/\(command).log"
+        pidFile = "\(directory)/\(command).pid"
+        exitFile = "\(directory)/\(command).exit"
         try Self.launch(
-            arguments: ["serve", "--port", String(port), "--redis", redisURL, "--redis-timeout-ms", "500"] + arguments,
-            environment: environment, logFile: logFile, pidFile: pidFile)
+            arguments: [command, "--port", String(port), "--redis", redisURL, "--redis-timeout-ms", "500"] + arguments,
+            environment: environment, logFile: logFile, pidFile: pidFile, exitFile: exitFile)
+        try waitUntil(timeout: 5) { self.pid != nil }
     }
 
     deinit { kill() }
@@ -44,14 +48,19 @@ public final class ServiceProcess: Sendable {
         return (status, (try? String(contentsOfFile: "\(directory)/out.log", encoding: .utf8)) ?? "")
     }
 
-    private static func launch(arguments: [String], environment: [String: String], logFile: String, pidFile: String) throws {
+    private static func launch(arguments: [String], environment: [String: String], logFile: String, pidFile: String, exitFile: String) throws {
+        // The process runs in a background subshell that waits for it and records its exit status.
         let script = """
             for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
-            "$@" > '\(logFile)' 2>&1 </dev/null &
-            pid=$!
-            echo $pid > '\(pidFile)'
-            ( while kill -0 \(getpid()) 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done
-              kill -9 $pid ) >/dev/null 2>&1 </dev/null &
+            (
+              "$@" > '\(logFile)' 2>&1 </dev/null &
+              pid=$!
+              echo $pid > '\(pidFile)'
+              ( while kill -0 \(getpid()) 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done
+                kill -9 $pid ) >/dev/null 2>&1 </dev/null &
+              wait $pid
+              echo $? > '\(exitFile)'
+            ) >/dev/null 2>&1 </dev/null &
             """
         let status = try RedisServer.run("/bin/bash", ["-c", script, "bash", binary] + arguments, environment: environment)
         guard status == 0 else { throw TestSupportError("cannot start sluice serve (exit \(status))") }
@@ -73,6 +82,30 @@ public final class ServiceProcess: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TestSupportError("sluice serve on port \(port) not ready in time; log:\n\(log.suffix(2000))")
+    }
+
+    /// `/healthz` answering 200 (the worker's readiness: its listener is up).
+    public func waitUntilHealthy(timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let response = try? await HTTP.send("GET", "\(baseURL)/healthz"), response.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("process on port \(port) not healthy in time; log:\n\(log.suffix(2000))")
+    }
+
+    /// SIGTERM, then waits for the process to exit and returns its exit status.
+    public func terminate(timeout: TimeInterval = 30) throws -> Int32 {
+        guard let pid else { throw TestSupportError("no pid") }
+        Foundation.kill(pid, SIGTERM)
+        try waitUntil(timeout: timeout) { FileManager.default.fileExists(atPath: self.exitFile) }
+        try waitUntil(timeout: 2) { self.exitStatus != nil }
+        return exitStatus!
+    }
+
+    /// The exit status once the process has exited.
+    public var exitStatus: Int32? {
+        (try? String(contentsOfFile: exitFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
     /// SIGKILL: the process is gone at once.
@@ -107,8 +140,10 @@ public enum HTTP {
         return URLSession(configuration: configuration)
     }()
 
-    public static func send(_ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil) async throws -> Response {
-        var request = URLRequest(url: URL(string: url)!)
+    public static func send(
+        _ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil, timeout: TimeInterval = 10
+    ) async throws -> Response {
+        var request = URLRequest(url: URL(string: url)!, timeoutInterval: timeout)
         request.httpMethod = method
         for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpBody = body
@@ -120,8 +155,10 @@ public enum HTTP {
     }
 
     /// JSON body with `Content-Type: application/json`.
-    public static func json(_ method: String, _ url: String, key: String? = nil, _ body: String) async throws -> Response {
-        var headers = ["Content-Type": "application/json"]
+    public static func json(
+        _ method: String, _ url: String, key: String? = nil, headers extra: [String: String] = [:], _ body: String
+    ) async throws -> Response {
+        var headers = ["Content-Type": "application/json"].merging(extra) { $1 }
         if let key { headers["Authorization"] = "Bearer \(key)" }
         return try await send(method, url, headers: headers, body: Data(body.utf8))
     }

@@ -31,26 +31,14 @@ struct ServeCommand: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
-        let levelName = logLevel ?? ProcessInfo.processInfo.environment["SLUICE_LOG_LEVEL"] ?? "info"
-        guard let level = Logger.Level(rawValue: levelName) else {
-            throw ValidationError("unknown log level '\(levelName)'")
-        }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "sluice")
         let secrets = SecretSource()
+        let logger = try bootstrapLogging(logLevel ?? secrets.environment["SLUICE_LOG_LEVEL"], label: "sluice")
         let environment = secrets.environment
         let configuration: ServiceConfiguration
         do {
             configuration = try ServiceConfiguration(
                 host: host ?? environment["SLUICE_HOST"] ?? "127.0.0.1",
-                port: try port ?? environment["SLUICE_PORT"].map { value in
-                    guard let port = Int(value), (1...65535).contains(port) else { throw SecretError.invalid(name: "SLUICE_PORT", reason: "must be a port number") }
-                    return port
-                } ?? 8080,
+                port: try port ?? secrets.port("SLUICE_PORT") ?? 8080,
                 redis: try redis.configuration(secrets: secrets, connections: 1),
                 secrets: secrets
             )

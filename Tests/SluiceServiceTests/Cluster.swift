@@ -2,19 +2,32 @@ import Foundation
 import SluiceAuth
 import SluiceTestSupport
 
-/// A private Redis and `sluice serve` replicas sharing it, with fresh secrets.
+/// A private Redis and `sluice serve` replicas sharing it, with fresh secrets; optionally
+/// `sluice worker`s for queued jobs.
 final class Cluster: Sendable {
     let redis: RedisServer
     let replicas: [ServiceProcess]
+    let workers: [ServiceProcess]
     let adminKey = APIKey.generate().revealed
     let signingKey = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined() + "-test-signing-key"
 
-    init(replicas count: Int = 1, environment extra: [String: String] = [:]) async throws {
-        redis = try RedisServer()
+    init(replicas count: Int = 1, workers workerCount: Int = 0, workerArguments: [String] = ["--visibility-timeout", "2"],
+         redisArguments: [String] = [], environment extra: [String: String] = [:]) async throws {
+        redis = try RedisServer(arguments: redisArguments)
         let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey].merging(extra) { $1 }
         let url = redis.url
         replicas = try (0..<count).map { _ in try ServiceProcess(redisURL: url, environment: environment) }
         for replica in replicas { try await replica.waitUntilReady() }
+        let signing = ["SLUICE_MODEL_SIGNING_KEY": signingKey]
+        workers = try (0..<workerCount).map { _ in try ServiceProcess("worker", redisURL: url, environment: signing, arguments: workerArguments) }
+        for worker in workers { try await worker.waitUntilHealthy() }
+    }
+
+    /// Starts one more worker (the signing key travels, the admin key does not: workers never need it).
+    func startWorker(arguments: [String] = ["--visibility-timeout", "2"]) async throws -> ServiceProcess {
+        let worker = try ServiceProcess("worker", redisURL: redis.url, environment: ["SLUICE_MODEL_SIGNING_KEY": signingKey], arguments: arguments)
+        try await worker.waitUntilHealthy()
+        return worker
     }
 
     var url: String { replicas[0].baseURL }

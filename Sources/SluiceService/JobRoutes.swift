@@ -1,0 +1,61 @@
+import Foundation
+import Hummingbird
+import SluiceCore
+import SluiceQueue
+
+extension SluiceServer {
+    func addJobRoutes(to router: Router<SluiceRequestContext>) {
+        /// A queued request's status and, once run, its result. Only the key that created the job
+        /// may read it; to every other key it does not exist (404), so existence does not leak.
+        router.get("/v1/jobs/:id") { request, context in
+            try await guarded(request, context, scopes: [.predict], charge: .jobStatus) { record, _ in
+                guard let id = context.parameters.get("id").flatMap(JobID.init) else { throw Self.noSuchJob }
+                let job: Job?
+                do {
+                    job = try await jobs.job(id)
+                } catch {
+                    metrics.redisErrors.increment()
+                    throw Problem.unavailable("The job queue is unavailable; retry shortly.")
+                }
+                guard let job, job.keyID == record.id else { throw Self.noSuchJob }
+                return try Self.jobResponse(job)
+            }
+        }
+    }
+
+    static let noSuchJob = Problem.notFound("No such job for this key (or its result has expired).")
+
+    /// `202` with `Retry-After` while pending, `200` with the result (or the failure) once run.
+    static func jobResponse(_ job: Job) throws -> Response {
+        let view = JobView(
+            id: job.id.rawValue, status: job.status.rawValue, not_before: Date(microseconds: job.notBefore),
+            created_at: Date(microseconds: job.createdAt), started_at: job.startedAt.map(Date.init(microseconds:)),
+            completed_at: job.completedAt.map(Date.init(microseconds:)), attempts: job.attempts, error: job.error)
+        var body = try JSONEncoder.sluice.encode(view)
+        if let result = job.result {
+            // The result is the worker's own prediction JSON, spliced in as the `result` member.
+            body.removeLast()
+            body.append(contentsOf: Array(",\"result\":\(result)}".utf8))
+        }
+        var response = Response(
+            status: job.status.isFinished ? .ok : .accepted, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        if !job.status.isFinished {
+            let wait = Double(job.notBefore) / 1_000_000 - Date().timeIntervalSince1970
+            response.headers[.retryAfter] = String(max(1, Int(wait.rounded(.up))))
+        }
+        return response
+    }
+}
+
+/// A job as `GET /v1/jobs/{id}` shows it (plus `result` once it succeeded).
+struct JobView: Encodable {
+    var id: String
+    var status: String
+    var not_before: Date
+    var created_at: Date
+    var started_at: Date?
+    var completed_at: Date?
+    var attempts: Int
+    var error: String?
+}

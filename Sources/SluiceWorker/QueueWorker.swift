@@ -1,0 +1,133 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceModel
+import SluiceQueue
+import SluiceRedis
+
+/// Runs queued predictions when their slot comes: `sluice worker`.
+///
+/// Any number of workers may run, and any may die at any moment: a job claimed by a worker that
+/// vanished is reclaimed by another after the visibility timeout, and a job that runs twice still
+/// has its result written once (``JobQueue/complete(_:_:resultLifetime:worker:)``). On graceful
+/// shutdown (SIGTERM) the worker stops claiming, finishes the jobs it holds, and returns.
+public final class QueueWorker: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// Recorded on every job it claims: `<host>-<pid>` unless set.
+        public var name = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        /// The most jobs claimed at once.
+        public var batchSize = 32
+        /// A claimed job not completed within this is given to another worker.
+        public var visibilityTimeout: Duration = .seconds(30)
+        /// How long a result stays readable.
+        public var resultLifetime: Duration = .seconds(3600)
+        /// The longest the worker sleeps between claims when nothing is due (it wakes earlier for
+        /// the next known slot).
+        public var idlePoll: Duration = .milliseconds(100)
+
+        public init() {}
+    }
+
+    let queue: JobQueue
+    let models: ModelHolder
+    let configuration: Configuration
+    let metrics: WorkerMetrics
+    private let logger: Logger
+
+    public init(queue: JobQueue, models: ModelHolder, configuration: Configuration, metrics: WorkerMetrics, logger: Logger) {
+        self.queue = queue
+        self.models = models
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        logger.info("worker started", metadata: ["worker": "\(configuration.name)"])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.models.run() }
+            group.addTask { await self.watchDepth() }
+            await claimUntilShutdown()
+            group.cancelAll()
+        }
+        logger.info("worker stopped: no job in hand", metadata: ["worker": "\(configuration.name)"])
+    }
+
+    /// Claims and runs due jobs until graceful shutdown; a claimed batch is always finished.
+    private func claimUntilShutdown() async {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            guard let model = models.current else {
+                await pause(.milliseconds(250))
+                continue
+            }
+            do {
+                let claim = try await queue.claim(worker: configuration.name, count: configuration.batchSize, visibility: configuration.visibilityTimeout)
+                if claim.reclaimed > 0 {
+                    metrics.reclaimed.increment(by: Int64(claim.reclaimed))
+                    logger.warning("reclaimed jobs whose worker missed the visibility timeout", metadata: ["jobs": "\(claim.reclaimed)"])
+                }
+                for job in claim.jobs {
+                    await run(job, model: model, startedAt: claim.now)
+                }
+                if claim.jobs.count < configuration.batchSize {
+                    // Sleep until the next known slot, or the idle poll, whichever is sooner.
+                    let untilNext = claim.nextDue.map { Duration.microseconds(max(0, $0 - claim.now)) } ?? configuration.idlePoll
+                    await pause(min(untilNext, configuration.idlePoll))
+                }
+            } catch {
+                metrics.redisErrors.increment()
+                logger.error("claiming jobs failed; retrying", metadata: ["error": "\(error)"])
+                await pause(.milliseconds(250))
+            }
+        }
+    }
+
+    private func run(_ job: Job, model: ModelArtifact, startedAt: Int64) async {
+        metrics.lag.record(.microseconds(max(0, startedAt - job.notBefore)))
+        let outcome: JobQueue.Outcome
+        if let rows = Self.rows(job.input, width: model.features.count) {
+            outcome = .succeeded(result: model.predictionJSON(for: rows))
+        } else {
+            outcome = .failed(reason: "the queued input does not fit model version \(model.version)")
+        }
+        // Retry until the outcome is stored (or the job is someone else's after the visibility
+        // timeout, which the idempotent completion makes harmless).
+        let deadline = ContinuousClock.now + configuration.visibilityTimeout
+        while true {
+            do {
+                let written = try await queue.complete(job.id, outcome, resultLifetime: configuration.resultLifetime, worker: configuration.name)
+                if case .failed = outcome { metrics.failed.increment() } else if written { metrics.completed.increment() }
+                if !written { logger.info("job already finished elsewhere", metadata: ["job": "\(job.id)"]) }
+                return
+            } catch {
+                metrics.redisErrors.increment()
+                guard ContinuousClock.now < deadline else {
+                    logger.error("could not store a job's outcome; it will be reclaimed", metadata: ["job": "\(job.id)", "error": "\(error)"])
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// Rows of `width` finite numbers, as the replica validated and queued them.
+    static func rows(_ input: String, width: Int) -> [[Double]]? {
+        guard let rows = try? JSONDecoder().decode([[Double]].self, from: Data(input.utf8)), !rows.isEmpty,
+            rows.allSatisfy({ row in row.count == width && row.allSatisfy(\.isFinite) })
+        else { return nil }
+        return rows
+    }
+
+    /// Refreshes the depth gauges every second.
+    private func watchDepth() async {
+        while !Task.isCancelled {
+            if let depth = try? await queue.depth() { metrics.recordDepth(total: depth.total, perKey: depth.perKey) }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Sleeps, waking early for graceful shutdown.
+    private func pause(_ duration: Duration) async {
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+    }
+}
