@@ -87,7 +87,9 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
                 if let colon = userinfo.firstIndex(of: ":") {
                     let user = try Self.percentDecoded(userinfo[..<colon])
                     username = user.isEmpty ? nil : user
-                    password = try Self.percentDecoded(userinfo[userinfo.index(after: colon)...])
+                    // `redis://user:@host`: the user here, the password from elsewhere.
+                    let secret = try Self.percentDecoded(userinfo[userinfo.index(after: colon)...])
+                    password = secret.isEmpty ? nil : secret
                 } else {
                     // `redis://secret@host` is the classic password-only form.
                     password = try Self.percentDecoded(userinfo)

@@ -25,6 +25,8 @@ struct RedisConfigurationTests {
         #expect(fallback.password == "from-env")
         let urlWins = try RedisConfiguration(url: "redis://:in-url@h", password: "from-env")
         #expect(urlWins.password == "in-url")
+        let userOnly = try RedisConfiguration(url: "redis://sluice-worker:@h", password: "from-file")
+        #expect(userOnly.username == "sluice-worker" && userOnly.password == "from-file")
         #expect(!acl.description.contains("p@ss"))
         #expect(acl.description.contains("replica"))
     }

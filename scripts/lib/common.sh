@@ -28,6 +28,12 @@ ensure_build_dependencies() {
   ensure_packages pkgconfig:hiredis:libhiredis-dev redis-server:redis-server redis-cli:redis-tools
 }
 
+# What the cluster tests add: the load balancers (HAProxy runs the local cluster, nginx's
+# config is validated with `nginx -t`) and curl (scripts/cluster's health checks).
+ensure_cluster_dependencies() {
+  ensure_packages haproxy:haproxy nginx:nginx curl:curl
+}
+
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
 free_port() {
   local port
