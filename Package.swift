@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // Tests only: reads openapi.yaml to check live responses against it.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
@@ -95,10 +97,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // `sluice loadtest`: open/closed-loop load over keep-alive HTTP/1.1 (SwiftNIO), HdrHistogram latencies.
+        .target(
+            name: "SluiceLoadTest",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceService", "SluiceWorker", "SluiceModel",
+                "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceService", "SluiceWorker", "SluiceModel", "SluiceLoadTest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

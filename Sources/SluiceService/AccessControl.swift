@@ -85,7 +85,8 @@ struct AccessControl: Sendable {
 
     /// `RateLimit-Policy` and `RateLimit` in the form of draft-ietf-httpapi-ratelimit-headers-10:
     /// `"default";q=20;w=1` (q: the burst, w: the period in seconds) and `"default";r=7;t=1`
-    /// (r: remaining now, t: seconds until the bucket is full again).
+    /// (r: remaining now, t: seconds until the bucket is full again); on an admitted request also
+    /// `Sluice-Slot`, its slot in Unix seconds on the limiter's clock.
     static func headers(for decision: Decision) -> HTTPFields {
         var fields = HTTPFields()
         fields[.rateLimitPolicy] = decision.states.map { state in
@@ -94,6 +95,13 @@ struct AccessControl: Sendable {
         fields[.rateLimit] = decision.states.map { state in
             "\"\(state.policy.name)\";r=\(state.remaining);t=\(wholeSeconds(state.resetAfter, minimum: 0))"
         }.joined(separator: ", ")
+        if decision.isAllowed, decision.decidedAt > 0 {
+            // The admitted request's slot on the limiter's clock (Redis' TIME), to the µs: lets a
+            // load test check admissions against the policy exactly, whatever the network jitter.
+            let slot = decision.slotTime
+            let micros = String(slot % 1_000_000)
+            fields[.sluiceSlot] = "\(slot / 1_000_000).\(String(repeating: "0", count: 6 - micros.count))\(micros)"
+        }
         return fields
     }
 

@@ -123,4 +123,5 @@ extension HTTPField.Name {
     static let prefer = Self("Prefer")!
     static let preferenceApplied = Self("Preference-Applied")!
     static let sluiceDelay = Self("Sluice-Delay")!
+    static let sluiceSlot = Self("Sluice-Slot")!
 }
