@@ -130,6 +130,12 @@ let package = Package(
         ),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
         .testTarget(name: "SluiceQueueTests", dependencies: ["SluiceQueue", "SluiceLimiter", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceLoadTestTests", dependencies: ["SluiceLoadTest"]),
+        // The whole system: scripts/cluster, HAProxy, Redis ACLs, sluice loadtest, deployment files.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["SluiceAuth", "SluiceRedis", "SluiceTestSupport", .product(name: "Yams", package: "Yams")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

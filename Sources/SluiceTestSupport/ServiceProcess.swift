@@ -30,7 +30,7 @@ public final class ServiceProcess: Sendable {
         pidFile = "\(directory)/\(command).pid"
         exitFile = "\(directory)/\(command).exit"
         try Self.launch(
-            arguments: [command, "--port", String(port), "--redis", redisURL, "--redis-timeout-ms", "500"] + arguments,
+            arguments: [Self.binary, command, "--port", String(port), "--redis", redisURL, "--redis-timeout-ms", "500"] + arguments,
             environment: environment, logFile: logFile, pidFile: pidFile, exitFile: exitFile)
         try waitUntil(timeout: 5) { self.pid != nil }
     }
@@ -39,16 +39,10 @@ public final class ServiceProcess: Sendable {
 
     /// Runs `sluice <arguments>` to completion and returns its exit status and output.
     public static func run(arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-run-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let status = try RedisServer.run(
-            "/bin/bash", ["-c", #""$@" > "$SLUICE_TEST_LOG" 2>&1"#, "bash", binary] + arguments,
-            environment: environment.merging(["SLUICE_TEST_LOG": "\(directory)/out.log"]) { $1 })
-        return (status, (try? String(contentsOfFile: "\(directory)/out.log", encoding: .utf8)) ?? "")
+        try runCommand([binary] + arguments, environment: environment)
     }
 
-    private static func launch(arguments: [String], environment: [String: String], logFile: String, pidFile: String, exitFile: String) throws {
+    static func launch(arguments: [String], environment: [String: String], logFile: String, pidFile: String, exitFile: String) throws {
         // The process runs in a background subshell that waits for it and records its exit status.
         let script = """
             for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
@@ -62,8 +56,8 @@ public final class ServiceProcess: Sendable {
               echo $? > '\(exitFile)'
             ) >/dev/null 2>&1 </dev/null &
             """
-        let status = try RedisServer.run("/bin/bash", ["-c", script, "bash", binary] + arguments, environment: environment)
-        guard status == 0 else { throw TestSupportError("cannot start sluice serve (exit \(status))") }
+        let status = try RedisServer.run("/bin/bash", ["-c", script, "bash"] + arguments, environment: environment)
+        guard status == 0 else { throw TestSupportError("cannot start \(arguments.prefix(2).joined(separator: " ")) (exit \(status))") }
     }
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
@@ -113,6 +107,47 @@ public final class ServiceProcess: Sendable {
         guard let pid else { return }
         Foundation.kill(pid, SIGKILL)
         try? waitUntil(timeout: 5) { !RedisServer.accepts(port: self.port) }
+    }
+}
+
+/// Runs a program to completion (stdin from /dev/null) and returns its exit status and its
+/// standard output and error, interleaved. `environment` adds to this process' environment.
+public func runCommand(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-run-\(UUID().uuidString.prefix(8))").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let status = try RedisServer.run(
+        "/bin/bash", ["-c", #""$@" > "$SLUICE_TEST_LOG" 2>&1"#, "bash"] + arguments,
+        environment: environment.merging(["SLUICE_TEST_LOG": "\(directory)/out.log"]) { $1 })
+    return (status, (try? String(contentsOfFile: "\(directory)/out.log", encoding: .utf8)) ?? "")
+}
+
+/// A program running in the background (no blocked signals, no inherited descriptors, killed
+/// when the test process is gone), with its output in ``log`` and its exit status once it ends.
+public final class BackgroundCommand: Sendable {
+    public let logFile: String
+    private let pidFile: String
+    private let exitFile: String
+
+    public init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bg-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        logFile = "\(directory)/out.log"
+        pidFile = "\(directory)/pid"
+        exitFile = "\(directory)/exit"
+        try ServiceProcess.launch(arguments: arguments, environment: environment, logFile: logFile, pidFile: pidFile, exitFile: exitFile)
+    }
+
+    public var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+
+    public var exitStatus: Int32? {
+        (try? String(contentsOfFile: exitFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Waits for the program to end and returns its exit status.
+    public func wait(timeout: TimeInterval) throws -> Int32 {
+        try waitUntil(timeout: timeout) { self.exitStatus != nil }
+        return exitStatus!
     }
 }
 

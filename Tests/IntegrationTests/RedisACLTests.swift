@@ -1,0 +1,75 @@
+import Foundation
+import SluiceAuth
+import SluiceRedis
+import SluiceTestSupport
+import Testing
+
+/// deploy/redis/users.acl.in rendered by deploy/redis/render-acl, loaded by a real redis-server:
+/// a replica and a worker do all their work as their own users, and neither can do more.
+@Suite("Redis ACL users per role")
+struct RedisACLTests {
+    @Test func eachRoleDoesItsWorkAndNothingMore() async throws {
+        let secrets = try Repository.temporaryDirectory("sluice-acl")
+        let passwords = ["sluice-replica": Repository.randomSecret(), "sluice-worker": Repository.randomSecret()]
+        for (user, password) in passwords { try (password + "\n").write(toFile: "\(secrets)/\(user)", atomically: true, encoding: .utf8) }
+        let rendered = try runCommand([Repository.path("deploy/redis/render-acl"), Repository.path("deploy/redis/users.acl.in"), secrets])
+        #expect(rendered.status == 0, "\(rendered.output)")
+        #expect(!rendered.output.contains(passwords["sluice-replica"]!), "only hashes are written")
+        try rendered.output.write(toFile: "\(secrets)/users.acl", atomically: true, encoding: .utf8)
+        let redis = try RedisServer(arguments: ["--aclfile", "\(secrets)/users.acl"])
+
+        // A replica and a worker run the whole queue path as their own users.
+        let adminKey = APIKey.generate().revealed
+        let signingKey = Repository.randomSecret()
+        let replica = try ServiceProcess(redisURL: redis.url, environment: [
+            "SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey,
+            "REDIS_USERNAME": "sluice-replica", "REDIS_PASSWORD_FILE": "\(secrets)/sluice-replica",
+        ])
+        try await replica.waitUntilReady()
+        let worker = try ServiceProcess("worker", redisURL: redis.url, environment: [
+            "SLUICE_MODEL_SIGNING_KEY": signingKey, "REDIS_USERNAME": "sluice-worker", "REDIS_PASSWORD_FILE": "\(secrets)/sluice-worker",
+        ])
+        try await worker.waitUntilHealthy()
+        let created = try await HTTP.json(
+            "POST", "\(replica.baseURL)/v1/keys", key: adminKey,
+            #"{"name":"acl","scopes":["predict"],"policies":[{"name":"default","rate":2,"period":1,"burst":1}],"overflow":"queue"}"#)
+        let key = try #require(created.json?["key"] as? String)
+        let body = #"{"features":{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}}"#
+        #expect(try await HTTP.json("POST", "\(replica.baseURL)/v1/predict", key: key, body).status == 200)
+        let queued = try await HTTP.json("POST", "\(replica.baseURL)/v1/predict", key: key, body)
+        #expect(queued.status == 202)
+        let location = try #require(queued.header("Location"))
+        var job: HTTP.Response?
+        for _ in 0..<50 {
+            job = try await HTTP.send("GET", replica.baseURL + location, headers: ["Authorization": "Bearer \(key)"])
+            if job?.status == 200 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(job?.json?["status"] as? String == "succeeded", "\(worker.log.suffix(1500))")
+
+        // Neither role may administer Redis or reach beyond its keys.
+        let replicaClient = RedisClient(configuration: try RedisConfiguration(url: "redis://sluice-replica:\(passwords["sluice-replica"]!)@127.0.0.1:\(redis.port)"))
+        let workerClient = RedisClient(configuration: try RedisConfiguration(url: "redis://sluice-worker:\(passwords["sluice-worker"]!)@127.0.0.1:\(redis.port)"))
+        defer { replicaClient.shutdown(); workerClient.shutdown() }
+        #expect(try await replicaClient.send("PING").string == "PONG")
+        let forbidden: [(RedisClient, [String])] = [
+            (replicaClient, ["FLUSHALL"]), (replicaClient, ["CONFIG", "GET", "maxmemory"]), (replicaClient, ["KEYS", "*"]),
+            (replicaClient, ["FLUSHDB"]), (replicaClient, ["DEBUG", "SLEEP", "0"]), (replicaClient, ["GET", "other:app:key"]),
+            (workerClient, ["FLUSHALL"]), (workerClient, ["CONFIG", "SET", "appendonly", "no"]), (workerClient, ["KEYS", "*"]),
+            (workerClient, ["GET", "sluice:key:abcdefgh"]), (workerClient, ["HSET", "sluice:{models}:artifact:9", "artifact", "x"]),
+            (workerClient, ["PUBLISH", "sluice:models:activated", "9"]),
+        ]
+        for (client, command) in forbidden {
+            do {
+                _ = try await client.send(RedisCommand(command[0], Array(command.dropFirst())))
+                Issue.record("\(client === replicaClient ? "replica" : "worker") may run \(command.joined(separator: " "))")
+            } catch {
+                #expect("\(error)".contains("NOPERM"), "\(command): \(error)")
+            }
+        }
+        // Nobody gets in without a user.
+        let anonymous = redis.client()
+        defer { anonymous.shutdown() }
+        await #expect(throws: RedisError.self) { _ = try await anonymous.send("GET", "sluice:keys") }
+    }
+}
