@@ -125,7 +125,8 @@ let package = Package(
         .testTarget(
             name: "SluiceServiceTests",
             dependencies: [
-                "SluiceAuth", "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceTestSupport", .product(name: "Yams", package: "Yams"),
+                "SluiceAuth", "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceService", "SluiceTestSupport",
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),

@@ -10,7 +10,7 @@ struct AccessControl: Sendable {
     let authenticator: KeyAuthenticator
     let limiter: RateLimiter
     /// Peers whose `X-Forwarded-For` is believed (the load balancers); nobody else's is.
-    let trustedProxies: Set<String>
+    let trustedProxies: TrustedProxies
     let metrics: ServiceMetrics
 
     /// Failed authentication is limited per client address, so that guessing keys is throttled:

@@ -13,7 +13,7 @@ public struct ServiceConfiguration: Sendable {
     /// `SLUICE_MODEL_SIGNING_KEY`: HMAC-SHA256 key for model artifacts.
     public var signer: ArtifactSigner
     /// `SLUICE_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
-    public var trustedProxies: Set<String>
+    public var trustedProxies: TrustedProxies
     public var keyCacheLifetime: Duration = .milliseconds(500)
 
     /// Reads and checks the required secrets; any problem is a refusal to start that names the
@@ -31,8 +31,9 @@ public struct ServiceConfiguration: Sendable {
         }
         self.adminKey = adminKey
         self.signer = try ArtifactSigner(secrets: secrets)
-        self.trustedProxies = Set(
-            (secrets.environment["SLUICE_TRUSTED_PROXIES"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty })
+        guard let proxies = TrustedProxies(secrets.environment["SLUICE_TRUSTED_PROXIES"] ?? "") else {
+            throw .invalid(name: "SLUICE_TRUSTED_PROXIES", reason: "must be comma-separated addresses or IPv4 CIDR ranges")
+        }
+        self.trustedProxies = proxies
     }
 }

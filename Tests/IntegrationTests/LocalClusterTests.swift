@@ -22,7 +22,7 @@ struct LocalClusterTests {
     }
 
     private func loadTest(_ extra: [String]) -> [String] {
-        [ServiceProcess.binary, "loadtest", "--url", "http://127.0.0.1:\(lbPort)", "--admin-key-file", "\(directory)/secrets/admin.key",
+        [ServiceProcess.binary, "loadtest", "--url", "http://127.0.0.1:\(lbPort)", "--admin-key-file", "\(directory)/secrets/sluice-admin-key",
          "--polite", "--json"] + extra
     }
 
@@ -41,9 +41,9 @@ struct LocalClusterTests {
         let up = try cluster("up")
         defer { _ = try? cluster("down") }
         try #require(up.status == 0, "\(up.output.suffix(3000))")
-        #expect(up.output.contains("\(directory)/secrets/admin.key"))
+        #expect(up.output.contains("\(directory)/secrets/sluice-admin-key"))
         #expect(up.output.contains("curl -s -X POST http://127.0.0.1:\(lbPort)/v1/keys"))
-        for secret in ["admin.key", "signing.key", "sluice-replica", "sluice-worker"] {
+        for secret in ["sluice-admin-key", "sluice-model-signing-key", "sluice-replica", "sluice-worker"] {
             let mode = try FileManager.default.attributesOfItem(atPath: "\(directory)/secrets/\(secret)")[.posixPermissions] as? Int
             #expect(mode == 0o600, "\(secret) is \(String(mode ?? 0, radix: 8))")
         }
