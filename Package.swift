@@ -77,11 +77,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The Prometheus registry every process shares the naming and the model/Redis metrics of.
+        .target(
+            name: "SluiceMetrics",
+            dependencies: ["SluiceModel", .product(name: "Prometheus", package: "swift-prometheus")]
+        ),
         // The HTTP API (Hummingbird): routes, auth and scopes, rate limiting, validation, metrics.
         .target(
             name: "SluiceService",
             dependencies: [
-                "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceModel", "SluiceQueue",
+                "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceModel", "SluiceQueue", "SluiceMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -91,7 +96,7 @@ let package = Package(
         .target(
             name: "SluiceWorker",
             dependencies: [
-                "SluiceRedis", "SluiceModel", "SluiceQueue",
+                "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -100,7 +100,7 @@ extension SluiceServer {
             switch error {
             case .notFound(let version): throw Problem.notFound("Model version \(version) does not exist.")
             case .tampered, .malformed:
-                metrics.refusedArtifacts.increment()
+                metrics.process.refusedArtifacts.increment()
                 logger.error("refused model artifact", metadata: ["error": "\(error)"])
                 throw Problem.conflict("\(error).")
             case .redis:

@@ -1,14 +1,14 @@
 import Prometheus
 import SluiceLimiter
+import SluiceMetrics
 import Synchronization
 
 /// The service's Prometheus metrics, served at `GET /metrics` (scope `metrics`).
 final class ServiceMetrics: Sendable {
-    let registry = PrometheusCollectorRegistry()
-    let redisErrors: Counter
+    let process: ProcessMetrics
+    var registry: PrometheusCollectorRegistry { process.registry }
+    var redisErrors: Counter { process.redisErrors }
     let authFailures: Counter
-    let refusedArtifacts: Counter
-    let activeModelVersion: Gauge
     private let decisionLatency: DurationHistogram
     private let allowed: Counter
     private let held: Counter
@@ -18,13 +18,11 @@ final class ServiceMetrics: Sendable {
     private let requestCounters = Mutex<[String: Counter]>([:])
 
     init() {
-        redisErrors = registry.makeCounter(
-            descriptor: Self.name("redis", "errors", "total", "Redis calls that failed (timeouts, lost connections, errors)."))
+        let process = ProcessMetrics(role: "replica")
+        self.process = process
+        let registry = process.registry
         authFailures = registry.makeCounter(
             descriptor: Self.name("auth", "failures", "total", "Requests refused for a missing, invalid or expired key."))
-        refusedArtifacts = registry.makeCounter(
-            descriptor: Self.name("model", "artifacts_refused", "total", "Model artifacts refused: bad signature or unusable content."))
-        activeModelVersion = registry.makeGauge(descriptor: Self.name("model", "active_version", "", "The model version this replica serves."))
         decisionLatency = registry.makeDurationHistogram(
             descriptor: Self.name("limiter", "decision", "seconds", "Time to a rate-limit decision, Redis round trip included."),
             buckets: [.microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
@@ -37,9 +35,8 @@ final class ServiceMetrics: Sendable {
         queued = registry.makeCounter(descriptor: deferred, labels: [("mode", "queued")])
     }
 
-    /// `sluice_<subsystem>_<metric>_<unit>`.
     private static func name(_ subsystem: String, _ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
-        MetricNameDescriptor(namespace: "sluice", subsystem: subsystem, metricName: metric, unitName: unit, helpText: help)
+        ProcessMetrics.name(subsystem, metric, unit, help)
     }
 
     func recordDecision(_ decision: Decision, duration: Duration) {
@@ -65,9 +62,5 @@ final class ServiceMetrics: Sendable {
     }
 
     /// The Prometheus text exposition of every metric.
-    func exposition() -> [UInt8] {
-        var buffer: [UInt8] = []
-        registry.emit(into: &buffer)
-        return buffer
-    }
+    func exposition() -> [UInt8] { process.exposition() }
 }

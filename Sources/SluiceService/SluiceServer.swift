@@ -31,14 +31,8 @@ public struct SluiceServer: Sendable {
             trustedProxies: configuration.trustedProxies,
             metrics: metrics
         )
-        let metrics = self.metrics
-        self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger) { event in
-            switch event {
-            case .loaded(let version): metrics.activeModelVersion.set(Double(version))
-            case .refused: metrics.refusedArtifacts.increment()
-            case .redisError: metrics.redisErrors.increment()
-            }
-        }
+        let process = metrics.process
+        self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger, onEvent: process.record)
         self.jobs = JobQueue(client: redis)
     }
 

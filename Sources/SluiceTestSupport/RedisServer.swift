@@ -84,22 +84,17 @@ public final class RedisServer: Sendable {
     }
 
     /// Stops the server (SIGTERM, as `docker stop` or systemd would) and waits until it has exited.
-    public func stop() {
-        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        else { return }
-        kill(pid, SIGTERM)
-        // The listening socket closes when the process ends (zombie or not): then the port is free.
-        try? waitUntil(timeout: 10) { !Self.accepts(port: self.port) }
-        try? FileManager.default.removeItem(atPath: pidFile)
-    }
+    public func stop() { end(with: SIGTERM) }
 
     /// SIGKILL, as a crash or an OOM kill would: nothing is flushed that was not already written.
-    public func crash() {
+    public func crash() { end(with: SIGKILL) }
+
+    private func end(with signal: Int32) {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
             let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
         else { return }
-        kill(pid, SIGKILL)
+        kill(pid, signal)
+        // The listening socket closes when the process ends (zombie or not): then the port is free.
         try? waitUntil(timeout: 10) { !Self.accepts(port: self.port) }
         try? FileManager.default.removeItem(atPath: pidFile)
     }

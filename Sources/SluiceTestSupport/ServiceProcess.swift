@@ -68,24 +68,23 @@ public final class ServiceProcess: Sendable {
         (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
-    /// Waits until `GET /readyz` answers 200.
+    /// Waits until `GET /readyz` answers 200 (a replica: Redis reachable, a verified model loaded).
     public func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let response = try? await HTTP.send("GET", "\(baseURL)/readyz"), response.status == 200 { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw TestSupportError("sluice serve on port \(port) not ready in time; log:\n\(log.suffix(2000))")
+        try await waitFor200("/readyz", timeout: timeout)
     }
 
-    /// `/healthz` answering 200 (the worker's readiness: its listener is up).
+    /// Waits until `GET /healthz` answers 200 (a worker: its listener is up).
     public func waitUntilHealthy(timeout: Duration = .seconds(30)) async throws {
+        try await waitFor200("/healthz", timeout: timeout)
+    }
+
+    private func waitFor200(_ path: String, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let response = try? await HTTP.send("GET", "\(baseURL)/healthz"), response.status == 200 { return }
+            if let response = try? await HTTP.send("GET", baseURL + path), response.status == 200 { return }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw TestSupportError("process on port \(port) not healthy in time; log:\n\(log.suffix(2000))")
+        throw TestSupportError("GET \(path) on port \(port) not 200 in time; log:\n\(log.suffix(2000))")
     }
 
     /// SIGTERM, then waits for the process to exit and returns its exit status.

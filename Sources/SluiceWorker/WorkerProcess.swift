@@ -28,13 +28,8 @@ public struct WorkerProcess: Sendable {
         let client = RedisClient(configuration: redis, logger: logger)
         defer { client.shutdown() }
         let metrics = WorkerMetrics()
-        let models = ModelHolder(registry: ModelRegistry(client: client, signer: signer), logger: logger) { event in
-            switch event {
-            case .loaded(let version): metrics.activeModelVersion.set(Double(version))
-            case .refused: metrics.refusedArtifacts.increment()
-            case .redisError: metrics.redisErrors.increment()
-            }
-        }
+        let process = metrics.process
+        let models = ModelHolder(registry: ModelRegistry(client: client, signer: signer), logger: logger, onEvent: process.record)
         let worker = QueueWorker(queue: JobQueue(client: client), models: models, configuration: worker, metrics: metrics, logger: logger)
 
         let router = Router()

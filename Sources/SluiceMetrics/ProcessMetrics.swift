@@ -1,0 +1,41 @@
+import Prometheus
+import SluiceModel
+
+/// The Prometheus registry of one Sluice process (replica or worker) with what every process
+/// reports alike: failed Redis calls and the model it runs.
+public final class ProcessMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    public let redisErrors: Counter
+    public let refusedArtifacts: Counter
+    public let activeModelVersion: Gauge
+
+    /// `role` names the process in help texts: "replica" or "worker".
+    public init(role: String) {
+        redisErrors = registry.makeCounter(
+            descriptor: Self.name("redis", "errors", "total", "Redis calls that failed (timeouts, lost connections, errors)."))
+        refusedArtifacts = registry.makeCounter(
+            descriptor: Self.name("model", "artifacts_refused", "total", "Model artifacts refused: bad signature or unusable content."))
+        activeModelVersion = registry.makeGauge(descriptor: Self.name("model", "active_version", "", "The model version this \(role) runs."))
+    }
+
+    /// `sluice_<subsystem>_<metric>_<unit>`.
+    public static func name(_ subsystem: String, _ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "sluice", subsystem: subsystem, metricName: metric, unitName: unit, helpText: help)
+    }
+
+    /// Records what a ``ModelHolder`` reports.
+    public func record(_ event: ModelHolder.Event) {
+        switch event {
+        case .loaded(let version): activeModelVersion.set(Double(version))
+        case .refused: refusedArtifacts.increment()
+        case .redisError: redisErrors.increment()
+        }
+    }
+
+    /// The Prometheus text exposition of every metric in the registry.
+    public func exposition() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}
