@@ -178,6 +178,20 @@ struct DeferralTests {
         #expect(try await HTTP.send("GET", "\(cluster.url)\(location)").status == 401)
     }
 
+    @Test func aResultIsReadableUntilItExpires() async throws {
+        let cluster = try await Cluster(workers: 1, workerArguments: ["--visibility-timeout", "2", "--result-ttl", "3"])
+        let (key, _) = try await cluster.createKey(
+            scopes: ["predict"], policies: Self.policy(rate: 2, burst: 1), extra: #","overflow":"queue""#)
+        _ = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: key, Cluster.setosa)
+        let accepted = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: key, Cluster.setosa)
+        let location = try #require(accepted.header("Location"))
+        let done = try await Self.result(of: location, cluster: cluster, key: key)
+        #expect(done["status"] as? String == "succeeded" && done["completed_at"] != nil)
+        try await Task.sleep(for: .milliseconds(3300))
+        let expired = try await HTTP.send("GET", "\(cluster.url)\(location)", headers: ["Authorization": "Bearer \(key)"])
+        #expect(expired.status == 404, "a result lives --result-ttl seconds")
+    }
+
     @Test func preferChoosesBetweenHoldingAndQueueing() async throws {
         let cluster = try await Cluster()
         let (delayed, _) = try await cluster.createKey(
