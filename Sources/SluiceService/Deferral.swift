@@ -93,6 +93,8 @@ extension SluiceServer {
             var problem = access.rateLimited(
                 decision, detail: "This key already has \(record.effectiveMaxDepth) jobs queued (max_depth); retry after the given time.")
             problem.policy = "max_depth"
+            // By the slot it would have had, at least one of the key's queued jobs has run.
+            problem.retryAfter = AccessControl.wholeSeconds(decision.delay)
             throw problem
         }
         let location = "/v1/jobs/\(id)"
