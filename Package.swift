@@ -42,14 +42,14 @@ let package = Package(
         // GCRA rate limiter over the scripts in lua/ (embedded at build time through the `lua` symlink).
         .target(
             name: "SluiceLimiter",
-            dependencies: ["SluiceRedis"],
+            dependencies: ["SluiceCore", "SluiceRedis"],
             exclude: ["lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua"],
             resources: [.embedInCode("lua/gcra.lua")]
         ),
         // The durable queue of deferred jobs over lua/queue_*.lua: enqueue, claim, complete.
         .target(
             name: "SluiceQueue",
-            dependencies: ["SluiceRedis"],
+            dependencies: ["SluiceCore", "SluiceRedis"],
             exclude: ["lua/gcra.lua"],
             resources: [
                 .embedInCode("lua/queue_enqueue.lua"), .embedInCode("lua/queue_claim.lua"), .embedInCode("lua/queue_complete.lua"),
@@ -57,7 +57,7 @@ let package = Package(
         ),
         // Secrets from environment variables or `*_FILE` secret files.
         .target(name: "SluiceSecrets"),
-        // What every higher module shares: JSON coding conventions.
+        // What every higher module shares: JSON coding conventions, time units.
         .target(name: "SluiceCore"),
         // Training data validation, the trainer, signed artifacts and the model registry in Redis.
         .target(
@@ -106,6 +106,7 @@ let package = Package(
         .target(
             name: "SluiceLoadTest",
             dependencies: [
+                "SluiceCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -116,7 +117,8 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceService", "SluiceWorker", "SluiceModel", "SluiceLoadTest",
+                "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceService", "SluiceWorker", "SluiceModel",
+                "SluiceLoadTest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -124,13 +126,13 @@ let package = Package(
         // Starts real redis-server processes for the tests; never linked into the product.
         .target(name: "SluiceTestSupport", dependencies: ["SluiceRedis"]),
         .testTarget(name: "SluiceRedisTests", dependencies: ["SluiceRedis", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceLimiter", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceCore", "SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceSecretsTests", dependencies: ["SluiceSecrets"]),
         .testTarget(name: "SluiceModelTests", dependencies: ["SluiceModel", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceServiceTests",
             dependencies: [
-                "SluiceAuth", "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceService", "SluiceTestSupport",
+                "SluiceAuth", "SluiceCore", "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceService", "SluiceTestSupport",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

@@ -1,4 +1,5 @@
 import Crypto
+import SluiceCore
 import SluiceSecrets
 
 /// An API key, `sk_<id>_<secret>`.
@@ -104,11 +105,5 @@ public struct KeyHash: Sendable, Codable, Equatable {
             out.append(high << 4 | low)
         }
         return out
-    }
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

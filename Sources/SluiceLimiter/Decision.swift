@@ -1,3 +1,5 @@
+import SluiceCore
+
 /// The outcome of a rate-limit check over all policies of one key.
 public struct Decision: Sendable, Equatable {
     /// The state of one policy after the check.
@@ -35,12 +37,4 @@ public struct Decision: Sendable, Equatable {
 
     /// The deciding policy's burst: the most that can ever be admitted at once.
     public var limit: Int { policy.burst }
-}
-
-extension Duration {
-    /// Whole microseconds (truncated).
-    public var microseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
-    }
 }

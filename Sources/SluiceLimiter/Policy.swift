@@ -1,3 +1,5 @@
+import SluiceCore
+
 /// A GCRA rate-limit policy: `rate` requests per `period`, with bursts of up to `burst`.
 ///
 /// Encoded as `{"name": "default", "rate": 10, "period": 1, "burst": 20}` (period in seconds).
@@ -75,16 +77,3 @@ public struct Policy: Sendable, Hashable, Codable {
     }
 }
 
-extension Duration {
-    /// The duration in (fractional) seconds.
-    public var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import SluiceCore
 import Synchronization
 
 /// Drives a running Sluice deployment with several keys at once and reports, per key, whether
@@ -57,7 +58,7 @@ public struct LoadTest: Sendable {
         let elapsed = (ContinuousClock.now - start)
         for target in driven { _ = try? await client.send(.init(method: .DELETE, path: "/v1/keys/\(target.id)", headers: adminHeaders)) }
         return LoadReport(
-            mode: plan.mode.rawValue, polite: plan.polite, durationSeconds: Self.seconds(elapsed),
+            mode: plan.mode.rawValue, polite: plan.polite, durationSeconds: elapsed.seconds,
             keys: driven.map { LoadReport.keyReport($0.key, offered: plan.offeredRate(of: $0.key), recorder: $0.recorder) })
     }
 
@@ -77,7 +78,7 @@ public struct LoadTest: Sendable {
             ContinuousClock.now < stopSending && budget.subtract(1, ordering: .relaxed).newValue >= 0
         }
 
-        func offset(_ instant: ContinuousClock.Instant) -> Double { LoadTest.seconds(instant - start) }
+        func offset(_ instant: ContinuousClock.Instant) -> Double { (instant - start).seconds }
     }
 
     private var adminHeaders: [(String, String)] { [("Authorization", "Bearer \(plan.adminKey)"), ("Content-Type", "application/json")] }
@@ -133,7 +134,7 @@ public struct LoadTest: Sendable {
                 target.recorder.recordTransportError(error, at: context.offset(sentAt))
                 return
             }
-            let latency = UInt64(max(0, Self.seconds(ContinuousClock.now - sentAt) * 1_000_000))
+            let latency = UInt64(max(0, (ContinuousClock.now - sentAt).microseconds))
             let slot = response.headers.first(name: "Sluice-Slot").flatMap(Self.microseconds)
             target.recorder.record(status: response.status, latencyMicros: latency, slot: slot, at: context.offset(sentAt))
             guard plan.polite else { return }
@@ -205,9 +206,5 @@ public struct LoadTest: Sendable {
         let fraction = parts.count > 1 ? String(parts[1].prefix(6)) : ""
         guard let micros = Int64(fraction.padding(toLength: 6, withPad: "0", startingAt: 0)) else { return nil }
         return seconds * 1_000_000 + micros
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

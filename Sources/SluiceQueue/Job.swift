@@ -1,3 +1,4 @@
+import SluiceCore
 import SluiceRedis
 
 /// A deferred prediction request: queued by a replica, run by a worker when its slot comes.
@@ -43,10 +44,7 @@ public struct JobID: Sendable, Hashable, CustomStringConvertible {
 
     public static func generate() -> JobID {
         var generator = SystemRandomNumberGenerator()
-        let hex = (0..<2).map { _ -> String in
-            let word = String(generator.next() as UInt64, radix: 16)
-            return String(repeating: "0", count: 16 - word.count) + word
-        }.joined()
+        let hex = (0..<2).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
         return JobID(hex)!
     }
 

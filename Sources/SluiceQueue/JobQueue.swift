@@ -1,3 +1,4 @@
+import SluiceCore
 import SluiceRedis
 
 /// A durable, rate-aware queue of deferred jobs in Redis, shared by replicas (which enqueue) and
@@ -57,8 +58,7 @@ public struct JobQueue: Sendable {
     /// Claims up to `count` jobs whose slot has come, and first reclaims any job whose worker
     /// missed its visibility deadline.
     public func claim(worker: String, count: Int, visibility: Duration) async throws(QueueError) -> Claim {
-        let (seconds, attoseconds) = visibility.components
-        let micros = max(1, seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
+        let micros = max(1, visibility.microseconds)
         let reply = try await run(
             Self.claimScript, keys: [dueKey, runningKey, statsKey],
             arguments: [jobPrefix, String(count), String(micros), worker])

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import SluiceAuth
+import SluiceCore
 import SluiceLimiter
 
 /// Who is calling, may they, and may they now: authentication, scopes and the rate-limit decision.
@@ -99,8 +100,7 @@ struct AccessControl: Sendable {
             // The admitted request's slot on the limiter's clock (Redis' TIME), to the µs: lets a
             // load test check admissions against the policy exactly, whatever the network jitter.
             let slot = decision.slotTime
-            let micros = String(slot % 1_000_000)
-            fields[.sluiceSlot] = "\(slot / 1_000_000).\(String(repeating: "0", count: 6 - micros.count))\(micros)"
+            fields[.sluiceSlot] = "\(slot / 1_000_000).\(String(slot % 1_000_000).leftPadded(to: 6))"
         }
         return fields
     }

@@ -82,12 +82,8 @@ extension SluiceServer {
     private func enqueue(_ instances: [[Double]], record: KeyRecord, decision: Decision) async throws -> Response {
         let id = JobID.generate()
         let input = "[" + instances.map { "[" + $0.map { "\($0)" }.joined(separator: ",") + "]" }.joined(separator: ",") + "]"
-        let depth: Int?
-        do {
-            depth = try await jobs.enqueue(id, keyID: record.id, input: input, notBefore: decision.slotTime, maxDepth: record.effectiveMaxDepth)
-        } catch {
-            metrics.redisErrors.increment()
-            throw Problem.unavailable("The job queue is unavailable; retry shortly.")
+        let depth = try await queueCall {
+            try await jobs.enqueue(id, keyID: record.id, input: input, notBefore: decision.slotTime, maxDepth: record.effectiveMaxDepth)
         }
         guard depth != nil else {
             var problem = access.rateLimited(

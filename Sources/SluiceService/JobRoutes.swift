@@ -10,16 +10,19 @@ extension SluiceServer {
         router.get("/v1/jobs/:id") { request, context in
             try await guarded(request, context, scopes: [.predict], charge: .jobStatus) { record, _ in
                 guard let id = context.parameters.get("id").flatMap(JobID.init) else { throw Self.noSuchJob }
-                let job: Job?
-                do {
-                    job = try await jobs.job(id)
-                } catch {
-                    metrics.redisErrors.increment()
-                    throw Problem.unavailable("The job queue is unavailable; retry shortly.")
-                }
-                guard let job, job.keyID == record.id else { throw Self.noSuchJob }
+                guard let job = try await queueCall({ try await jobs.job(id) }), job.keyID == record.id else { throw Self.noSuchJob }
                 return try Self.jobResponse(job)
             }
+        }
+    }
+
+    /// Runs a queue call; a Redis failure is a `503` (fail-secure), counted.
+    func queueCall<T>(_ call: () async throws -> T) async throws(Problem) -> T {
+        do {
+            return try await call()
+        } catch {
+            metrics.redisErrors.increment()
+            throw Problem.unavailable("The job queue is unavailable; retry shortly.")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import SluiceCore
 
 /// An error as the client sees it: RFC 9457 `application/problem+json`.
 ///
@@ -28,12 +29,10 @@ public struct Problem: HTTPResponseError, Sendable {
             type: type, title: title, status: status.code, detail: detail, instance: request.uri.path,
             errors: errors.isEmpty ? nil : errors, policy: policy, retry_after: retryAfter
         )
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var headers = self.headers
         headers[.contentType] = "application/problem+json"
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(body))))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder.sluice.encode(body))))
     }
 
     private struct ProblemBody: Encodable {

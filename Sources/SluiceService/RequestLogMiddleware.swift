@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import SluiceCore
 import Synchronization
 
 /// What the handlers learnt about a request, for its log line: set through a task-local box.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SluiceCore
 import SluiceRedis
 import SluiceTestSupport
 import Synchronization

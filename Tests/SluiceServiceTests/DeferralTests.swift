@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 import SluiceQueue
 import SluiceTestSupport
 import Testing
@@ -320,8 +321,4 @@ struct DeferralTests {
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return (value as? String).flatMap { formatter.date(from: $0) }?.timeIntervalSince1970 ?? .nan
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
