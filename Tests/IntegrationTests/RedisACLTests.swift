@@ -9,14 +9,9 @@ import Testing
 @Suite("Redis ACL users per role")
 struct RedisACLTests {
     @Test func eachRoleDoesItsWorkAndNothingMore() async throws {
-        let secrets = try Repository.temporaryDirectory("sluice-acl")
-        let passwords = ["sluice-replica": Repository.randomSecret(), "sluice-worker": Repository.randomSecret()]
-        for (user, password) in passwords { try (password + "\n").write(toFile: "\(secrets)/\(user)", atomically: true, encoding: .utf8) }
-        let rendered = try runCommand([Repository.path("deploy/redis/render-acl"), Repository.path("deploy/redis/users.acl.in"), secrets])
-        #expect(rendered.status == 0, "\(rendered.output)")
-        #expect(!rendered.output.contains(passwords["sluice-replica"]!), "only hashes are written")
-        try rendered.output.write(toFile: "\(secrets)/users.acl", atomically: true, encoding: .utf8)
-        let redis = try RedisServer(arguments: ["--aclfile", "\(secrets)/users.acl"])
+        let (aclFile, passwords, secrets) = try Repository.renderedACL()
+        #expect(!(try String(contentsOfFile: aclFile, encoding: .utf8)).contains(passwords["sluice-replica"]!), "only hashes are written")
+        let redis = try RedisServer(arguments: ["--aclfile", aclFile])
 
         // A replica and a worker run the whole queue path as their own users.
         let adminKey = APIKey.generate().revealed

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceTestSupport
 
 /// Paths in this repository, for tests that run its scripts or read its deployment files.
 enum Repository {
@@ -21,5 +22,17 @@ enum Repository {
             let word = String(UInt64.random(in: .min ... .max), radix: 16)
             return String(repeating: "0", count: 16 - word.count) + word
         }.joined()
+    }
+
+    /// deploy/redis/users.acl.in rendered by deploy/redis/render-acl with fresh passwords, as
+    /// `scripts/cluster` and the compose file do: the ACL file's path and each user's password file.
+    static func renderedACL() throws -> (file: String, passwords: [String: String], directory: String) {
+        let directory = try temporaryDirectory("sluice-acl")
+        let passwords = ["sluice-replica": randomSecret(), "sluice-worker": randomSecret()]
+        for (user, password) in passwords { try (password + "\n").write(toFile: "\(directory)/\(user)", atomically: true, encoding: .utf8) }
+        let rendered = try runCommand([path("deploy/redis/render-acl"), path("deploy/redis/users.acl.in"), directory])
+        guard rendered.status == 0 else { throw TestSupportError("render-acl failed: \(rendered.output)") }
+        try rendered.output.write(toFile: "\(directory)/users.acl", atomically: true, encoding: .utf8)
+        return ("\(directory)/users.acl", passwords, directory)
     }
 }
