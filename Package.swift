@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // Tests only: reads openapi.yaml to check live responses against it.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
@@ -90,6 +91,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                // The connection guard (read deadline, connection cap) sits in the NIO pipeline.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ]
         ),
         // `sluice worker`: runs queued jobs at their slot; /healthz and /metrics; graceful SIGTERM.
@@ -142,7 +146,7 @@ let package = Package(
         // The whole system: scripts/cluster, HAProxy, Redis ACLs, sluice loadtest, deployment files.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceAuth", "SluiceRedis", "SluiceTestSupport", .product(name: "Yams", package: "Yams")]
+            dependencies: ["SluiceAuth", "SluiceQueue", "SluiceRedis", "SluiceTestSupport", .product(name: "Yams", package: "Yams")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -8,6 +8,7 @@ import SluiceRedis
 /// - `sluice:{models}:artifact:<v>` — hash of `artifact` (the exact JSON bytes) and `hmac`;
 /// - `sluice:{models}:versions` — set of versions; `sluice:{models}:next` — version counter;
 /// - `sluice:{models}:active` — the active version; changes are published on ``activationChannel``;
+/// - `sluice:{models}:previous` — the version active before it (kept by ``prune(retention:)``);
 /// - `sluice:{models}:bootstrap-lock` — held by the one replica that trains version 1.
 public struct ModelRegistry: Sendable {
     public static let activationChannel = "sluice:models:activated"
@@ -61,11 +62,33 @@ public struct ModelRegistry: Sendable {
         try await run(RedisCommand("GET", "sluice:{models}:active")).int
     }
 
-    /// Makes `version` the served model on every replica (after verifying it).
+    /// Makes `version` the served model on every replica (after verifying it); the version it
+    /// replaces is remembered as the previous one, which ``prune(retention:)`` keeps.
     public func activate(_ version: Int) async throws(ModelError) {
         _ = try await load(version)
-        _ = try await run(RedisCommand("SET", "sluice:{models}:active", String(version)))
+        let replaced = try await run(RedisCommand("SET", "sluice:{models}:active", String(version), "GET")).int
+        if let replaced, replaced != version {
+            _ = try await run(RedisCommand("SET", "sluice:{models}:previous", String(replaced)))
+        }
         _ = try await run(RedisCommand("PUBLISH", Self.activationChannel, String(version)))
+    }
+
+    /// Deletes stored versions beyond the newest `retention`, always keeping the active and the
+    /// previously active one (the rollback target). Returns the versions deleted.
+    @discardableResult
+    public func prune(retention: Int) async throws(ModelError) -> [Int] {
+        let versions = try await self.versions()
+        guard versions.count > retention else { return [] }
+        var kept = Set(versions.suffix(retention))
+        for protected in ["sluice:{models}:active", "sluice:{models}:previous"] {
+            if let version = try await run(RedisCommand("GET", protected)).int { kept.insert(version) }
+        }
+        let doomed = versions.filter { !kept.contains($0) }
+        for version in doomed {
+            _ = try await run(RedisCommand("SREM", "sluice:{models}:versions", String(version)))
+            _ = try await run(RedisCommand("DEL", Self.artifactKey(version)))
+        }
+        return doomed
     }
 
     public func versions() async throws(ModelError) -> [Int] {

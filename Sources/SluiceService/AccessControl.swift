@@ -45,6 +45,10 @@ struct AccessControl: Sendable {
     /// Polling a job's status: 20 per second with bursts of 40, per key, apart from its own limits.
     static let jobStatusPolicy = Policy(name: "job-status", rate: 20, period: .seconds(1), burst: 40)
 
+    /// Policy names a key may not give its own policies: they name Sluice's own limiter state
+    /// under the key's id (the daily quota, polling jobs, uploads to train) or per address.
+    static let reservedPolicyNames: Set<String> = ["daily", failedAuthPolicy.name, jobStatusPolicy.name, "training"]
+
     /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when
     /// one comes within `horizon`; a denial is a `429` with `Retry-After`.
     func admit(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration) async throws -> Decision {

@@ -114,8 +114,13 @@ struct KeySpec: Decodable {
         for (index, policy) in (spec.policies ?? []).enumerated() {
             if let problem = policy.validationError { errors.append(.init(pointer: "/policies/\(index)", detail: problem)) }
         }
-        if let policies = spec.policies, policies.isEmpty || Set(policies.map(\.name)).count != policies.count || policies.contains(where: { $0.name == "daily" }) {
-            errors.append(.init(pointer: "/policies", detail: "1 or more policies with unique names other than 'daily' (the quota's)"))
+        if let policies = spec.policies,
+            policies.isEmpty || Set(policies.map(\.name)).count != policies.count
+                || policies.contains(where: { AccessControl.reservedPolicyNames.contains($0.name) })
+        {
+            errors.append(.init(
+                pointer: "/policies",
+                detail: "1 or more policies with unique names other than \(AccessControl.reservedPolicyNames.sorted().map { "'\($0)'" }.joined(separator: ", ")) (Sluice's own)"))
         }
         if let quota = spec.quota_per_day, quota < 1 { errors.append(.init(pointer: "/quota_per_day", detail: "must be at least 1")) }
         let overflow = spec.overflow ?? .reject

@@ -4,10 +4,6 @@ import SluiceAuth
 import SluiceModel
 
 extension SluiceServer {
-    /// A candidate whose reference accuracy is more than this below the active model's is stored
-    /// but not activated (poisoning guard); an admin may still activate it explicitly.
-    static let qualityGateTolerance = 0.05
-
     func addModelRoutes(to router: Router<SluiceRequestContext>) {
         router.get("/v1/models") { request, context in
             try await guarded(request, context, scopes: [.train, .admin]) { _ in
@@ -34,7 +30,7 @@ extension SluiceServer {
         }
 
         router.post("/v1/models") { request, context in
-            try await guarded(request, context, scopes: [.train]) { record in
+            try await guarded(request, context, scopes: [.train], charge: .training) { record, _ in
                 try await train(request, context, trainedBy: record.id)
             }
         }
@@ -61,26 +57,37 @@ extension SluiceServer {
         } catch let error as DataValidationError {
             throw Problem.invalid(error.problems.map { .init(pointer: $0.pointer, detail: $0.detail) }, detail: "The training data was refused; see errors.")
         }
-        let reference = try IrisDataset.load()
-        let candidate = LogisticRegression().train(data, reference: reference, trainedBy: trainedBy)
+        let candidate = try await training.run {
+            LogisticRegression().train(data, reference: try IrisDataset.load(), trainedBy: trainedBy)
+        }
         let stored = try await registryCall { try await models.registry.store(candidate) }
-        let active = models.current
-        let threshold = (active?.metrics.referenceAccuracy ?? 0) - Self.qualityGateTolerance
-        let passes = stored.metrics.referenceAccuracy >= threshold
-        if passes {
+        // Compared with the active version as Redis has it, not with this replica's copy, which
+        // may be a moment old.
+        let active = try await registryCall { () async throws -> ModelArtifact? in
+            guard let version = try await models.registry.activeVersion() else { return nil }
+            return try await models.registry.load(version)
+        }
+        let verdict = configuration.activationGate.verdict(
+            candidate: stored.metrics.referenceAccuracy, active: active?.metrics.referenceAccuracy)
+        if verdict.activates {
             try await registryCall { try await models.registry.activate(stored.version) }
             await models.refresh()
+        }
+        do {
+            let pruned = try await models.registry.prune(retention: configuration.modelRetention)
+            if !pruned.isEmpty { logger.info("pruned model versions", metadata: ["versions": "\(pruned)"]) }
+        } catch {
+            logger.warning("could not prune model versions", metadata: ["error": "\(error)"])
         }
         struct Trained: Encodable {
             var model: ModelSummary
             var activated: Bool
             var reason: String
         }
-        let reason = passes
-            ? "reference accuracy \(stored.metrics.referenceAccuracy) is within \(Self.qualityGateTolerance) of the active model's"
-            : "not activated: reference accuracy \(stored.metrics.referenceAccuracy) is more than \(Self.qualityGateTolerance) below the active model's \(active?.metrics.referenceAccuracy ?? 0); an admin may activate it explicitly"
         return try Response.json(
-            Trained(model: ModelSummary(stored, active: passes ? stored.version : active?.version), activated: passes, reason: reason),
+            Trained(
+                model: ModelSummary(stored, active: verdict.activates ? stored.version : active?.version),
+                activated: verdict.activates, reason: verdict.reason),
             status: .created)
     }
 

@@ -84,6 +84,11 @@ public struct Problem: HTTPResponseError, Sendable {
         Problem(status: .conflict, type: "/problems/conflict", title: "Conflict", detail: detail)
     }
 
+    /// Another upload is being trained on this replica (one at a time); retry in a second.
+    static let trainingBusy = Problem(
+        status: .tooManyRequests, type: "/problems/training-busy", title: "Training in progress",
+        detail: "This replica is training another upload; retry shortly.", retryAfter: 1)
+
     /// Fail-secure: without Redis there is no limiter decision and no verified model, so no service.
     static func unavailable(_ detail: String) -> Problem {
         Problem(status: .serviceUnavailable, type: "/problems/unavailable", title: "Service unavailable",

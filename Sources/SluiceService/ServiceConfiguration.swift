@@ -1,4 +1,5 @@
 import SluiceAuth
+import SluiceLimiter
 import SluiceModel
 import SluiceRedis
 import SluiceSecrets
@@ -15,6 +16,16 @@ public struct ServiceConfiguration: Sendable {
     /// `SLUICE_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
     public var trustedProxies: TrustedProxies
     public var keyCacheLifetime: Duration = .milliseconds(500)
+    /// Read and idle timeouts and the connection cap for clients.
+    public var connections = ConnectionLimits()
+    /// When a trained model goes live by itself (`SLUICE_MODEL_MIN_ACCURACY`, or the bootstrap
+    /// model's accuracy less a margin).
+    public var activationGate: ActivationGate
+    /// Stored model versions kept besides the active and the previous one (`--model-retention`).
+    public var modelRetention = 20
+    /// Uploads per key to `POST /v1/models`, on top of the key's own limits (`--training-rate`
+    /// per hour, `--training-burst`); the name is reserved for it.
+    public var trainingPolicy = Policy(name: "training", rate: 12, period: .seconds(3600), burst: 3)
 
     /// Reads and checks the required secrets; any problem is a refusal to start that names the
     /// variable, never its value.
@@ -35,5 +46,17 @@ public struct ServiceConfiguration: Sendable {
             throw .invalid(name: "SLUICE_TRUSTED_PROXIES", reason: "must be comma-separated addresses or IPv4 CIDR ranges")
         }
         self.trustedProxies = proxies
+        if let text = secrets.environment["SLUICE_MODEL_MIN_ACCURACY"] {
+            guard let floor = Double(text), floor > 0, floor <= 1 else {
+                throw .invalid(name: "SLUICE_MODEL_MIN_ACCURACY", reason: "must be a fraction above 0 and at most 1, e.g. 0.9")
+            }
+            self.activationGate = ActivationGate(floor: floor)
+        } else {
+            do {
+                self.activationGate = try ActivationGate.fromBootstrapModel()
+            } catch {
+                throw .invalid(name: "SLUICE_MODEL_MIN_ACCURACY", reason: "unset, and the bootstrap model's accuracy could not be computed: \(error)")
+            }
+        }
     }
 }

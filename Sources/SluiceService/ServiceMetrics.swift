@@ -9,6 +9,11 @@ final class ServiceMetrics: Sendable {
     var registry: PrometheusCollectorRegistry { process.registry }
     var redisErrors: Counter { process.redisErrors }
     let authFailures: Counter
+    /// Connections closed at once because `--max-connections` were open.
+    let refusedConnections: Counter
+    let openConnections: Gauge
+    /// Connections cut off for not sending a whole request within `--read-timeout`.
+    let readTimeouts: Counter
     private let decisionLatency: DurationHistogram
     private let allowed: Counter
     private let held: Counter
@@ -23,6 +28,11 @@ final class ServiceMetrics: Sendable {
         let registry = process.registry
         authFailures = registry.makeCounter(
             descriptor: Self.name("auth", "failures", "total", "Requests refused for a missing, invalid or expired key."))
+        refusedConnections = registry.makeCounter(
+            descriptor: Self.name("http", "connections_refused", "total", "Connections closed on arrival because --max-connections were open."))
+        openConnections = registry.makeGauge(descriptor: Self.name("http", "connections_open", "", "Client connections open now."))
+        readTimeouts = registry.makeCounter(
+            descriptor: Self.name("http", "read_timeouts", "total", "Connections closed for not sending a whole request within --read-timeout."))
         decisionLatency = registry.makeDurationHistogram(
             descriptor: Self.name("limiter", "decision", "seconds", "Time to a rate-limit decision, Redis round trip included."),
             buckets: [.microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),

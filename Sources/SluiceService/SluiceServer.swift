@@ -18,6 +18,7 @@ public struct SluiceServer: Sendable {
     let models: ModelHolder
     let jobs: JobQueue
     let metrics: ServiceMetrics
+    let training = TrainingSlot()
 
     public init(configuration: ServiceConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -47,6 +48,7 @@ public struct SluiceServer: Sendable {
         addJobRoutes(to: router)
         let app = Application(
             router: router,
+            server: GuardedHTTP1Channel.builder(limits: configuration.connections, metrics: metrics, logger: logger),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sluice"),
             logger: logger
         )
@@ -106,6 +108,10 @@ public struct SluiceServer: Sendable {
         /// One unit of ``AccessControl/jobStatusPolicy``, apart from the key's own limits, so that
         /// polling a queued job never eats into the rate the job itself is waiting for.
         case jobStatus
+        /// One unit on every policy of the key and on the replica's training limit
+        /// (``ServiceConfiguration/trainingPolicy``), so that walking a model anywhere takes
+        /// many uploads over a long time.
+        case training
     }
 
     /// Authenticates, charges the request to the key's limits, checks the scope, then runs `body`;
@@ -125,6 +131,8 @@ public struct SluiceServer: Sendable {
                 decision = try await access.admit(record, policies: record.limiterPolicies, cost: cost, horizon: horizon)
             case .jobStatus:
                 decision = try await access.admit(record, policies: [AccessControl.jobStatusPolicy], cost: 1, horizon: .zero)
+            case .training:
+                decision = try await access.admit(record, policies: record.limiterPolicies + [configuration.trainingPolicy], cost: 1, horizon: .zero)
             }
         } catch {
             RequestFacts.record(decision: "denied")

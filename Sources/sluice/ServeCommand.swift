@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceAuth
+import SluiceLimiter
 import SluiceSecrets
 import SluiceService
 
@@ -27,6 +28,24 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var redis: RedisOptions
 
+    @Option(help: "Seconds a client may take to send a whole request (headers and body), and a new connection may stay silent. Env: SLUICE_READ_TIMEOUT.")
+    var readTimeout: Double?
+
+    @Option(help: "Seconds a keep-alive connection may sit idle between requests. Env: SLUICE_IDLE_TIMEOUT.")
+    var idleTimeout: Double?
+
+    @Option(help: "Client connections open at once; more are closed on arrival (default: the open-file limit less 128). Env: SLUICE_MAX_CONNECTIONS.")
+    var maxConnections: Int?
+
+    @Option(help: "Stored model versions to keep besides the active and the previous one (default 20). Env: SLUICE_MODEL_RETENTION.")
+    var modelRetention: Int?
+
+    @Option(help: "Model uploads per key per hour, on top of the key's own limits (default 12). Env: SLUICE_TRAINING_RATE.")
+    var trainingRate: Int?
+
+    @Option(help: "Model uploads per key at once before the hourly rate applies (default 3). Env: SLUICE_TRAINING_BURST.")
+    var trainingBurst: Int?
+
     @Option(help: "trace, debug, info (one access-log line per request), notice, warning, error. Env: SLUICE_LOG_LEVEL.")
     var logLevel: String?
 
@@ -34,7 +53,7 @@ struct ServeCommand: AsyncParsableCommand {
         let secrets = SecretSource()
         let logger = try bootstrapLogging(logLevel ?? secrets.environment["SLUICE_LOG_LEVEL"], label: "sluice")
         let environment = secrets.environment
-        let configuration: ServiceConfiguration
+        var configuration: ServiceConfiguration
         do {
             configuration = try ServiceConfiguration(
                 host: host ?? environment["SLUICE_HOST"] ?? "127.0.0.1",
@@ -42,6 +61,14 @@ struct ServeCommand: AsyncParsableCommand {
                 redis: try redis.configuration(secrets: secrets, connections: 1),
                 secrets: secrets
             )
+            configuration.connections = ConnectionLimits(
+                readTimeout: try seconds(readTimeout, "SLUICE_READ_TIMEOUT", environment) ?? .seconds(10),
+                idleTimeout: try seconds(idleTimeout, "SLUICE_IDLE_TIMEOUT", environment) ?? .seconds(60),
+                maxConnections: try positive(maxConnections, "SLUICE_MAX_CONNECTIONS", environment))
+            configuration.modelRetention = try positive(modelRetention, "SLUICE_MODEL_RETENTION", environment) ?? 20
+            configuration.trainingPolicy = Policy(
+                name: "training", rate: try positive(trainingRate, "SLUICE_TRAINING_RATE", environment) ?? 12, period: .seconds(3600),
+                burst: try positive(trainingBurst, "SLUICE_TRAINING_BURST", environment) ?? 3)
         } catch {
             // Refuse to start unsafely; the message names the variable, never its value.
             logger.critical("refusing to start: \(error)")
@@ -50,6 +77,26 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("starting", metadata: ["listen": "\(configuration.host):\(configuration.port)", "redis": "\(configuration.redis)"])
         try await SluiceServer(configuration: configuration, logger: logger).run()
     }
+}
+
+/// A duration option: the flag, else the environment variable; positive seconds or a clear error.
+private func seconds(_ flag: Double?, _ variable: String, _ environment: [String: String]) throws -> Duration? {
+    guard let value = try flag ?? environment[variable].map({ text throws -> Double in
+        guard let value = Double(text) else { throw ValidationError("\(variable) must be a number of seconds, not \"\(text)\"") }
+        return value
+    }) else { return nil }
+    guard value > 0, value <= 86_400 else { throw ValidationError("\(variable) must be more than 0 and at most 86400 seconds, not \(value)") }
+    return .milliseconds(Int(value * 1000))
+}
+
+/// A count option: the flag, else the environment variable; a positive integer or a clear error.
+private func positive(_ flag: Int?, _ variable: String, _ environment: [String: String]) throws -> Int? {
+    guard let value = try flag ?? environment[variable].map({ text throws -> Int in
+        guard let value = Int(text) else { throw ValidationError("\(variable) must be a whole number, not \"\(text)\"") }
+        return value
+    }) else { return nil }
+    guard value > 0 else { throw ValidationError("\(variable) must be positive, not \(value)") }
+    return value
 }
 
 /// `sluice keygen`: prints a new API key, or a signing key, from the system CSPRNG.

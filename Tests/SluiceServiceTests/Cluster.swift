@@ -12,11 +12,11 @@ final class Cluster: Sendable {
     let signingKey = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined() + "-test-signing-key"
 
     init(replicas count: Int = 1, workers workerCount: Int = 0, workerArguments: [String] = ["--visibility-timeout", "2"],
-         redisArguments: [String] = [], environment extra: [String: String] = [:]) async throws {
+         redisArguments: [String] = [], environment extra: [String: String] = [:], replicaArguments: [String] = []) async throws {
         redis = try RedisServer(arguments: redisArguments)
         let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey].merging(extra) { $1 }
         let url = redis.url
-        replicas = try (0..<count).map { _ in try ServiceProcess(redisURL: url, environment: environment) }
+        replicas = try (0..<count).map { _ in try ServiceProcess(redisURL: url, environment: environment, arguments: replicaArguments) }
         for replica in replicas { try await replica.waitUntilReady() }
         let signing = ["SLUICE_MODEL_SIGNING_KEY": signingKey]
         workers = try (0..<workerCount).map { _ in try ServiceProcess("worker", redisURL: url, environment: signing, arguments: workerArguments) }

@@ -34,6 +34,67 @@ struct ModelIntegrityTests {
         #expect(forced.status == 200)
     }
 
+    /// A `train` key relabels a few more versicolor rows as virginica on each of 27 uploads, the
+    /// probe that once walked the active model from 1.00 to 0.70 reference accuracy.
+    @Test func aTrainKeyCannotRatchetThePoisonIn() async throws {
+        let cluster = try await Cluster(replicaArguments: ["--training-rate", "3600", "--training-burst", "100", "--model-retention", "5"])
+        let trainer = try await cluster.createKey(scopes: ["train"]).key
+        let predictor = try await cluster.createKey(scopes: ["predict"]).key
+        func activeAccuracy() async throws -> Double {
+            let models = try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["Authorization": "Bearer \(trainer)"])
+            let active = try #require((models.json?["models"] as? [[String: Any]])?.first { $0["active"] as? Bool == true })
+            return try #require((active["metrics"] as? [String: Any])?["reference_accuracy"] as? Double)
+        }
+        let bootstrap = try await activeAccuracy()
+        let lines = try Cluster.irisCSV().split(separator: "\n").map(String.init)
+        var activations = 0
+        for step in 1...27 {
+            var relabelled = 0
+            let poisoned = lines.map { line -> String in
+                guard line.hasSuffix(",versicolor"), relabelled < min(step * 2, 45) else { return line }
+                relabelled += 1
+                return line.replacingOccurrences(of: ",versicolor", with: ",virginica")
+            }
+            let response = try await train(cluster, key: trainer, csv: poisoned.joined(separator: "\n"))
+            #expect(response.status == 201, "\(response.text)")
+            if response.json?["activated"] as? Bool == true { activations += 1 }
+            #expect(try await activeAccuracy() >= bootstrap, "step \(step): the active model got worse")
+        }
+        #expect(try await activeAccuracy() >= bootstrap - 0.02, "above the floor")
+        // A typical versicolor flower is still a versicolor.
+        let versicolor = #"{"features":{"sepal_length":5.9,"sepal_width":2.8,"petal_length":4.3,"petal_width":1.3}}"#
+        let prediction = try await HTTP.json("POST", cluster.url + "/v1/predict", key: predictor, versicolor)
+        #expect((prediction.json?["predictions"] as? [[String: Any]])?.first?["label"] as? String == "versicolor", "\(prediction.text)")
+        // Retention: the active, the previous and the newest 5 are kept; the rest are deleted.
+        let listed = try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["Authorization": "Bearer \(trainer)"])
+        let versions = (listed.json?["models"] as? [[String: Any]] ?? []).compactMap { $0["version"] as? Int }
+        #expect(versions.count <= 7 && versions.contains(28) && versions.filter { $0 < 24 }.count <= 2, "\(versions)")
+        #expect(activations < 27, "\(activations) poisoned uploads went live")
+    }
+
+    @Test func uploadsAreLimitedPerKeyAndTrainedOneAtATime() async throws {
+        let cluster = try await Cluster()
+        let trainer = try await cluster.createKey(scopes: ["train"]).key
+        let csv = try Cluster.irisCSV()
+        // The default training limit: 3 at once, then 12 per hour.
+        var statuses: [Int] = []
+        var last: HTTP.Response?
+        for _ in 0..<4 {
+            last = try await train(cluster, key: trainer, csv: csv)
+            statuses.append(last!.status)
+        }
+        #expect(statuses == [201, 201, 201, 429], "\(statuses)")
+        #expect(last?.json?["policy"] as? String == "training")
+        #expect(Int(last?.header("Retry-After") ?? "") ?? 0 > 60)
+        // A key may not name its own policy after one of Sluice's.
+        for reserved in ["training", "auth", "job-status", "daily"] {
+            let refused = try await HTTP.json(
+                "POST", cluster.url + "/v1/keys", key: cluster.adminKey,
+                #"{"name":"x","scopes":["predict"],"policies":[{"name":"\#(reserved)","rate":1,"period":1,"burst":1}]}"#)
+            #expect(refused.status == 422, "\(reserved): \(refused.status)")
+        }
+    }
+
     @Test func aTamperedArtifactIsRefusedAndThePreviousModelKeepsServing() async throws {
         let cluster = try await Cluster(replicas: 2)
         let trainer = try await cluster.createKey(scopes: ["train"]).key

@@ -1,0 +1,241 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTPTypes
+import Synchronization
+
+/// How long a client may take and how many may be connected at once (`sluice serve`
+/// `--read-timeout`, `--idle-timeout`, `--max-connections`).
+public struct ConnectionLimits: Sendable, Equatable {
+    /// From a request's first byte to its last (headers and body); also how long a new connection
+    /// may stay silent. A client slower than this is cut off (408 while still in its headers).
+    public var readTimeout: Duration = .seconds(10)
+    /// How long a keep-alive connection may sit between requests.
+    public var idleTimeout: Duration = .seconds(60)
+    /// Connections open at once; past it a new connection is closed as soon as it is accepted.
+    public var maxConnections: Int
+
+    public init(readTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60), maxConnections: Int? = nil) {
+        self.readTimeout = readTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections ?? Self.defaultMaxConnections()
+    }
+
+    /// Descriptors this process may not spend on clients: Redis connections, the listener, logs,
+    /// and the accept that has to succeed before a surplus connection can be closed.
+    static let reservedDescriptors = 128
+
+    /// The soft `RLIMIT_NOFILE` less ``reservedDescriptors``: past it `accept` would fail with
+    /// EMFILE, and then nothing (not even /healthz) is answered.
+    public static func defaultMaxConnections() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else { return 10_000 }
+        return max(16, Int(limit.rlim_cur) - reservedDescriptors)
+    }
+}
+
+/// Hummingbird's HTTP/1.1 channel with a connection cap and a read deadline in front of it.
+struct GuardedHTTP1Channel: HTTPChannelHandler {
+    typealias Value = HTTP1Channel.Value
+    let inner: HTTP1Channel
+    let limits: ConnectionLimits
+    let gate: ConnectionGate
+    let metrics: ServiceMetrics
+    let logger: Logger
+
+    var responder: Responder { inner.responder }
+
+    /// The server builder for `Application(server:)`.
+    static func builder(limits: ConnectionLimits, metrics: ServiceMetrics, logger: Logger) -> HTTPServerBuilder {
+        let gate = ConnectionGate(limit: limits.maxConnections)
+        return HTTPServerBuilder { responder in
+            GuardedHTTP1Channel(
+                inner: HTTP1Channel(
+                    responder: responder,
+                    configuration: .init(additionalChannelHandlers: [RequestProgressObserver()], idleTimeout: .init(limits.idleTimeout))),
+                limits: limits, gate: gate, metrics: metrics, logger: logger)
+        }
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        guard gate.enter() else {
+            metrics.refusedConnections.increment()
+            if gate.shouldLogRefusal() {
+                self.logger.warning(
+                    "connection limit reached; closing new connections at once",
+                    metadata: ["max_connections": "\(limits.maxConnections)"])
+            }
+            channel.close(promise: nil)
+            return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
+        }
+        metrics.openConnections.increment()
+        let gate = self.gate
+        let metrics = self.metrics
+        channel.closeFuture.whenComplete { _ in
+            gate.leave()
+            metrics.openConnections.decrement()
+        }
+        let readTimeout = TimeAmount(limits.readTimeout)
+        let inner = self.inner
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(
+                RequestReadDeadline(timeout: readTimeout, onTimeout: { metrics.readTimeouts.increment() }), position: .first)
+        }.flatMap { inner.setup(channel: channel, logger: logger) }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
+    }
+}
+
+struct ConnectionLimitReached: Error {}
+
+/// Counts open connections against the cap; logs a refusal at most once a second.
+final class ConnectionGate: Sendable {
+    private let limit: Int
+    private let open = Atomic<Int>(0)
+    private let lastLog = Mutex<ContinuousClock.Instant?>(nil)
+
+    init(limit: Int) { self.limit = limit }
+
+    func enter() -> Bool {
+        if open.wrappingAdd(1, ordering: .relaxed).newValue <= limit { return true }
+        open.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func leave() { open.wrappingSubtract(1, ordering: .relaxed) }
+
+    func shouldLogRefusal() -> Bool {
+        lastLog.withLock { last in
+            let now = ContinuousClock.now
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }
+    }
+}
+
+/// What ``RequestProgressObserver`` tells ``RequestReadDeadline`` (as an outbound user event,
+/// which travels from the HTTP layer down to the byte layer).
+enum RequestProgress {
+    case head, end, responseEnd
+}
+
+/// Sees decoded request parts and written response parts and reports where the request is.
+final class RequestProgressObserver: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: context.triggerUserOutboundEvent(RequestProgress.head, promise: nil)
+        case .end: context.triggerUserOutboundEvent(RequestProgress.end, promise: nil)
+        case .body: break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { context.triggerUserOutboundEvent(RequestProgress.responseEnd, promise: nil) }
+        context.write(data, promise: promise)
+    }
+}
+
+/// The read deadline, on raw bytes so that it sees a request before its headers parse: a timer
+/// starts at a request's first byte (or when a connection opens) and is cancelled once the request
+/// has been read in full. A slowloris client trickling one byte a second never gets past it,
+/// unlike an idle timer that every byte would reset.
+final class RequestReadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Phase { case idle, reading, awaitingResponse }
+    private let timeout: TimeAmount
+    private let onTimeout: @Sendable () -> Void
+    private var phase = Phase.reading
+    private var headSeen = false
+    private var timer: Scheduled<Void>?
+
+    init(timeout: TimeAmount, onTimeout: @escaping @Sendable () -> Void) {
+        self.timeout = timeout
+        self.onTimeout = onTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { startTimer(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        startTimer(context)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { cancelTimer() }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelTimer()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if phase == .idle { beginRequest(context) }
+        context.fireChannelRead(data)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let progress = event as? RequestProgress else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        switch progress {
+        case .head:
+            // A pipelined request buffered while the previous one was answered starts here.
+            if phase == .idle { beginRequest(context) }
+            headSeen = true
+        case .end:
+            cancelTimer()
+            phase = .awaitingResponse
+        case .responseEnd:
+            if phase == .awaitingResponse { phase = .idle }
+            headSeen = false
+        }
+        promise?.succeed()
+    }
+
+    private func beginRequest(_ context: ChannelHandlerContext) {
+        phase = .reading
+        startTimer(context)
+    }
+
+    private func startTimer(_ context: ChannelHandlerContext) {
+        guard timer == nil else { return }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            timer = nil
+            guard phase == .reading else { return }
+            onTimeout()
+            if !headSeen {
+                context.writeAndFlush(wrapOutboundOut(Self.requestTimeout), promise: nil)
+            }
+            context.close(promise: nil)
+        }
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// 408 as problem+json, written before the headers parsed (no HTTP layer to ask yet).
+    private static let requestTimeout: ByteBuffer = {
+        let body = #"{"type":"/problems/request-timeout","title":"Request timeout","status":408,"detail":"The request was not received in time."}"#
+        return ByteBuffer(string: "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/problem+json\r\nConnection: close\r\n"
+            + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+    }()
+}
