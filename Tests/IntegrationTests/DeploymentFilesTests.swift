@@ -189,6 +189,16 @@ struct DeploymentFilesTests {
         let haproxy = try Repository.read("deploy/haproxy.cfg")
         #expect(haproxy.contains("option httpchk GET /readyz"))
         #expect(haproxy.contains("http-request disable-l7-retry unless idempotent"), "only idempotent requests are retried once sent")
+        for directive in ["timeout http-request", "sc_conn_cur(0)", "sc_http_req_rate(0)", "errorfiles problems", "errorfile 503 haproxy-errors/503.http"] {
+            #expect(haproxy.contains(directive), "haproxy.cfg bounds slow and hostile clients: \(directive)")
+        }
+        for code in [429, 500, 502, 503, 504] {
+            let file = try Repository.read("deploy/haproxy-errors/\(code).http")
+            #expect(file.hasPrefix("HTTP/1.1 \(code) ") && file.contains("\r\nContent-Type: application/problem+json\r\n"))
+            let body = try #require(file.components(separatedBy: "\r\n\r\n").last)
+            #expect(file.contains("\r\nContent-Length: \(body.utf8.count)\r\n"), "\(code): Content-Length matches the body")
+            #expect(file.contains("\r\nRetry-After: ") == [429, 503].contains(code))
+        }
         let checked = try runCommand(
             ["haproxy", "-c", "-f", Repository.path("deploy/haproxy.cfg")],
             environment: ["SLUICE_LB_BIND": "127.0.0.1:1", "SLUICE_REPLICA_1": "127.0.0.1:2", "SLUICE_REPLICA_2": "127.0.0.1:3", "SLUICE_REPLICA_3": "127.0.0.1:4"])
@@ -201,6 +211,9 @@ struct DeploymentFilesTests {
         let tested = try runCommand(["nginx", "-t", "-c", "\(directory)/nginx.conf"])
         #expect(tested.status == 0, "\(tested.output)")
         let directives = nginx.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }
+        for directive in ["client_header_timeout", "client_body_timeout", "limit_conn per_address_connections", "limit_req zone=per_address_requests"] {
+            #expect(directives.contains { $0.contains(directive) }, "nginx.conf bounds slow and hostile clients: \(directive)")
+        }
         let retries = directives.filter { $0.contains("proxy_next_upstream ") }
         #expect(retries.count == 1 && !retries[0].contains("non_idempotent"), "nginx must never retry a POST that reached a replica")
     }
