@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 import SluiceLimiter
 
 /// What a key's owner may do, and how much: the record stored for each API key.
@@ -44,6 +45,8 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public var maxQueueDelay: Double?
     /// `max_depth`: the most jobs pending for this key at once (default 1000).
     public var maxDepth: Int?
+    /// `output`: how much of each prediction the key receives (default: full probabilities).
+    public var output: PredictionOutput?
     public var expiresAt: Date?
     public var createdAt: Date
     public var secrets: [StoredSecret]
@@ -74,6 +77,8 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public var effectiveMaxQueueDelay: Double { maxQueueDelay ?? Self.defaultMaxQueueDelay }
     /// The most jobs pending at once: ``maxDepth`` or its default.
     public var effectiveMaxDepth: Int { maxDepth ?? Self.defaultMaxDepth }
+    /// How much of each prediction the key receives: ``output`` or full probabilities.
+    public var effectiveOutput: PredictionOutput { output ?? .probabilities }
 
     /// How far ahead a request over the limit may be reserved instead of refused: zero for
     /// `reject`, `max_delay` for `delay`, `max_queue_delay` for `queue`.
@@ -108,7 +113,7 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, name, scopes, policies, overflow, secrets
+        case id, name, scopes, policies, overflow, secrets, output
         case quotaPerDay = "quota_per_day"
         case maxDelay = "max_delay"
         case maxQueueDelay = "max_queue_delay"

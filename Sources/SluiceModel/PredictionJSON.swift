@@ -1,23 +1,31 @@
 import Foundation
+import SluiceCore
 
 extension ModelArtifact {
     /// `{"model_version": 1, "predictions": [{"label": …, "probabilities": {…}}]}` for rows of
     /// features in ``features`` order: the body of `POST /v1/predict` and of a finished job.
+    /// `output` says how much each prediction shows: probabilities to six decimals, to two, or
+    /// the label alone.
     ///
     /// Written directly rather than through `JSONEncoder`: this is the hottest response. The class
     /// names are validated training labels, escaped here all the same.
-    public func predictionJSON(for instances: [[Double]]) -> String {
+    public func predictionJSON(for instances: [[Double]], output: PredictionOutput = .probabilities) -> String {
+        let scale = output == .rounded ? 1e2 : 1e6
         var json = "{\"model_version\":\(version),\"predictions\":["
         for (index, row) in instances.enumerated() {
             let p = probabilities(row)
             let best = p.indices.max { p[$0] < p[$1] }!
             if index > 0 { json += "," }
-            json += "{\"label\":\(Self.jsonString(classes[best])),\"probabilities\":{"
-            for (k, name) in classes.enumerated() {
-                if k > 0 { json += "," }
-                json += "\(Self.jsonString(name)):\((p[k] * 1e6).rounded() / 1e6)"
+            json += "{\"label\":\(Self.jsonString(classes[best]))"
+            if output != .label {
+                json += ",\"probabilities\":{"
+                for (k, name) in classes.enumerated() {
+                    if k > 0 { json += "," }
+                    json += "\(Self.jsonString(name)):\((p[k] * scale).rounded() / scale)"
+                }
+                json += "}"
             }
-            json += "}}"
+            json += "}"
         }
         return json + "]}"
     }

@@ -4,6 +4,7 @@ import Hummingbird
 import SluiceAuth
 import SluiceCore
 import SluiceLimiter
+import SluiceModel
 import SluiceQueue
 
 /// What a client prefers for a request over its limit (RFC 7240 `Prefer`).
@@ -66,7 +67,7 @@ extension SluiceServer {
             // A client that hangs up meanwhile cancels the sleep; its slot stays spent.
             try await Task.sleep(for: decision.delay)
             guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
-            var response = Self.predictionResponse(for: instances, model: model)
+            var response = Self.predictionResponse(for: instances, model: model, output: record.effectiveOutput)
             response.headers[.sluiceDelay] = String(format: "%.3f", (ContinuousClock.now - started).seconds)
             if let applied { response.headers[.preferenceApplied] = applied }
             metrics.deferred(held: true)
@@ -81,7 +82,7 @@ extension SluiceServer {
 
     private func enqueue(_ instances: [[Double]], record: KeyRecord, decision: Decision) async throws -> Response {
         let id = JobID.generate()
-        let input = "[" + instances.map { "[" + $0.map { "\($0)" }.joined(separator: ",") + "]" }.joined(separator: ",") + "]"
+        let input = PredictionJob(rows: instances, output: record.effectiveOutput).encoded()
         let depth = try await queueCall {
             try await jobs.enqueue(id, keyID: record.id, input: input, notBefore: decision.slotTime, maxDepth: record.effectiveMaxDepth)
         }

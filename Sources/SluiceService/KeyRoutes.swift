@@ -19,6 +19,7 @@ extension SluiceServer {
                 record.maxDelay = spec.max_delay
                 record.maxQueueDelay = spec.max_queue_delay
                 record.maxDepth = spec.max_depth
+                record.output = spec.output
                 guard try await storeCall({ try await keys.create(record) }) else { throw Problem.conflict("Key id collision; retry.") }
                 return try Response.json(KeyView(record, key: key), status: .created)
             }
@@ -94,6 +95,7 @@ struct KeySpec: Decodable {
     var max_delay: Double?
     var max_queue_delay: Double?
     var max_depth: Int?
+    var output: PredictionOutput?
     var expires_at: Date?
 
     /// Holding a request longer than this would outlast load balancers' and clients' timeouts.
@@ -170,6 +172,7 @@ struct KeyView: Encodable {
     var max_delay: Double?
     var max_queue_delay: Double?
     var max_depth: Int?
+    var output: PredictionOutput
     var expires_at: Date?
     var created_at: Date
     var key: String?
@@ -186,6 +189,7 @@ struct KeyView: Encodable {
         case .delay: (max_delay, max_depth) = (record.effectiveMaxDelay, record.effectiveMaxDepth)
         case .queue: (max_queue_delay, max_depth) = (record.effectiveMaxQueueDelay, record.effectiveMaxDepth)
         }
+        output = record.effectiveOutput
         expires_at = record.expiresAt
         created_at = record.createdAt
         self.key = key?.revealed

@@ -1,5 +1,6 @@
 import Hummingbird
 import SluiceAuth
+import SluiceCore
 import SluiceModel
 
 extension SluiceServer {
@@ -30,14 +31,14 @@ extension SluiceServer {
         return try await guarded(request, context, scopes: [.predict], charge: charge) { record, decision in
             if let refusal { throw refusal }
             let instances = input!.instances
-            guard decision.delay > .zero else { return Self.predictionResponse(for: instances, model: model) }
+            guard decision.delay > .zero else { return Self.predictionResponse(for: instances, model: model, output: record.effectiveOutput) }
             return try await self.defer(instances, request, record: record, decision: decision)
         }
     }
 
-    static func predictionResponse(for instances: [[Double]], model: ModelArtifact) -> Response {
+    static func predictionResponse(for instances: [[Double]], model: ModelArtifact, output: PredictionOutput) -> Response {
         Response(
             status: .ok, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(string: model.predictionJSON(for: instances))))
+            body: .init(byteBuffer: ByteBuffer(string: model.predictionJSON(for: instances, output: output))))
     }
 }

@@ -85,8 +85,8 @@ public final class QueueWorker: Service, Sendable {
     private func run(_ job: Job, model: ModelArtifact, startedAt: Int64) async {
         metrics.lag.record(.microseconds(max(0, startedAt - job.notBefore)))
         let outcome: JobQueue.Outcome
-        if let rows = Self.rows(job.input, width: model.features.count) {
-            outcome = .succeeded(result: model.predictionJSON(for: rows))
+        if let prediction = PredictionJob.decode(job.input, width: model.features.count) {
+            outcome = .succeeded(result: model.predictionJSON(for: prediction.rows, output: prediction.output))
         } else {
             outcome = .failed(reason: "the queued input does not fit model version \(model.version)")
         }
@@ -108,14 +108,6 @@ public final class QueueWorker: Service, Sendable {
                 try? await Task.sleep(for: .milliseconds(100))
             }
         }
-    }
-
-    /// Rows of `width` finite numbers, as the replica validated and queued them.
-    static func rows(_ input: String, width: Int) -> [[Double]]? {
-        guard let rows = try? JSONDecoder().decode([[Double]].self, from: Data(input.utf8)), !rows.isEmpty,
-            rows.allSatisfy({ row in row.count == width && row.allSatisfy(\.isFinite) })
-        else { return nil }
-        return rows
     }
 
     /// Refreshes the depth gauges every second.
