@@ -2,10 +2,12 @@ import DequeModule
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A small HTTP/1.1 client for generating load against one host: keep-alive connections opened as
-/// concurrency demands (up to ``maximumConnections``), one request at a time on each.
+/// concurrency demands (up to ``maximumConnections``), one request at a time on each; over TLS
+/// (certificate and host name always verified) when given a ``NIOSSLContext``.
 ///
 /// Hand-written over SwiftNIO rather than a full client library: a load generator needs only
 /// plain HTTP to a load balancer on a private network, and its own cost must stay small and
@@ -48,12 +50,22 @@ public final class HTTPClientPool: Sendable {
     public let host: String
     public let port: Int
     public let maximumConnections: Int
+    private let tls: NIOSSLContext?
     private let state = Mutex(State())
 
-    public init(host: String, port: Int, maximumConnections: Int = 1024) {
+    public init(host: String, port: Int, tls: NIOSSLContext? = nil, maximumConnections: Int = 1024) {
         self.host = host
         self.port = port
+        self.tls = tls
         self.maximumConnections = maximumConnections
+    }
+
+    /// A TLS 1.2+ client context trusting `caFile` (PEM), or the system's roots without one.
+    public static func tlsContext(caFile: String?) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        if let caFile { configuration.trustRoots = .file(caFile) }
+        return try NIOSSLContext(configuration: configuration)
     }
 
     /// Sends `request` on an idle connection, or a new one.
@@ -116,10 +128,17 @@ public final class HTTPClientPool: Sendable {
         }
         guard current != nil else { return }
         do {
+            let (tls, host) = (self.tls, self.host)
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(2))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            // An IP address is verified against the certificate's IP SANs (no SNI).
+                            let isAddress = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+                            try channel.pipeline.syncOperations.addHandler(
+                                try NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : host))
+                        }
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
                     }

@@ -17,7 +17,7 @@ public struct LoadTest: Sendable {
     /// `progress` receives one line per second while the test runs.
     public init(plan: LoadTestPlan, progress: @escaping @Sendable (String) -> Void) {
         self.plan = plan
-        self.client = HTTPClientPool(host: plan.host, port: plan.port)
+        self.client = HTTPClientPool(host: plan.host, port: plan.port, tls: plan.tls)
         self.progress = progress
     }
 

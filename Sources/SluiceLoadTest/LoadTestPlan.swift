@@ -1,3 +1,4 @@
+import NIOSSL
 /// What a load test does: which keys it creates, how hard it drives each, for how long.
 public struct LoadTestPlan: Sendable {
     public enum Mode: String, Sendable {
@@ -82,6 +83,8 @@ public struct LoadTestPlan: Sendable {
 
     public var host: String
     public var port: Int
+    /// TLS to the target (`https://`), verified against the context's trust roots.
+    public var tls: NIOSSLContext?
     public var adminKey: String
     public var keys: [Key]
     public var mode: Mode = .open

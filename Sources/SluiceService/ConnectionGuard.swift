@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTPTypes
+import NIOSSL
 import Synchronization
 
 /// How long a client may take and how many may be connected at once (`sluice serve`
@@ -36,11 +37,13 @@ public struct ConnectionLimits: Sendable, Equatable {
     }
 }
 
-/// Hummingbird's HTTP/1.1 channel with a connection cap and a read deadline in front of it.
+/// Hummingbird's HTTP/1.1 channel with a connection cap and a read deadline in front of it, and
+/// TLS in front of those when `sluice serve` terminates TLS itself.
 struct GuardedHTTP1Channel: HTTPChannelHandler {
     typealias Value = HTTP1Channel.Value
     let inner: HTTP1Channel
     let limits: ConnectionLimits
+    let tls: ServerTLS?
     let gate: ConnectionGate
     let metrics: ServiceMetrics
     let logger: Logger
@@ -48,14 +51,14 @@ struct GuardedHTTP1Channel: HTTPChannelHandler {
     var responder: Responder { inner.responder }
 
     /// The server builder for `Application(server:)`.
-    static func builder(limits: ConnectionLimits, metrics: ServiceMetrics, logger: Logger) -> HTTPServerBuilder {
+    static func builder(limits: ConnectionLimits, tls: ServerTLS?, metrics: ServiceMetrics, logger: Logger) -> HTTPServerBuilder {
         let gate = ConnectionGate(limit: limits.maxConnections)
         return HTTPServerBuilder { responder in
             GuardedHTTP1Channel(
                 inner: HTTP1Channel(
                     responder: responder,
                     configuration: .init(additionalChannelHandlers: [RequestProgressObserver()], idleTimeout: .init(limits.idleTimeout))),
-                limits: limits, gate: gate, metrics: metrics, logger: logger)
+                limits: limits, tls: tls, gate: gate, metrics: metrics, logger: logger)
         }
     }
 
@@ -79,9 +82,13 @@ struct GuardedHTTP1Channel: HTTPChannelHandler {
         }
         let readTimeout = TimeAmount(limits.readTimeout)
         let inner = self.inner
+        let tls = self.tls?.current
         return channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(
-                RequestReadDeadline(timeout: readTimeout, onTimeout: { metrics.readTimeouts.increment() }), position: .first)
+            // Bytes in: TLS (if any), then the read deadline (which so also bounds a slow
+            // handshake), then Hummingbird's HTTP handlers.
+            let deadline = RequestReadDeadline(timeout: readTimeout, onTimeout: { metrics.readTimeouts.increment() })
+            try channel.pipeline.syncOperations.addHandler(deadline, position: .first)
+            if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first) }
         }.flatMap { inner.setup(channel: channel, logger: logger) }
     }
 

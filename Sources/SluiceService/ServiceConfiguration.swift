@@ -18,6 +18,8 @@ public struct ServiceConfiguration: Sendable {
     public var keyCacheLifetime: Duration = .milliseconds(500)
     /// Read and idle timeouts and the connection cap for clients.
     public var connections = ConnectionLimits()
+    /// TLS served by the replica itself (`--tls-cert`, `--tls-key`); nil for plain HTTP.
+    public var tls: ServerTLS?
     /// When a trained model goes live by itself (`SLUICE_MODEL_MIN_ACCURACY`, or the bootstrap
     /// model's accuracy less a margin).
     public var activationGate: ActivationGate

@@ -48,7 +48,7 @@ public struct SluiceServer: Sendable {
         addJobRoutes(to: router)
         let app = Application(
             router: router,
-            server: GuardedHTTP1Channel.builder(limits: configuration.connections, metrics: metrics, logger: logger),
+            server: GuardedHTTP1Channel.builder(limits: configuration.connections, tls: configuration.tls, metrics: metrics, logger: logger),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sluice"),
             logger: logger
         )
@@ -69,7 +69,9 @@ public struct SluiceServer: Sendable {
                 }
             }
         )
+        let reloader = configuration.tls?.reloadOnSIGHUP(logger: logger)
         defer {
+            reloader?.cancel()
             subscriber.close()
             redis.shutdown()
         }

@@ -73,6 +73,18 @@ public final class ServiceProcess: Sendable {
         try await waitFor200("/readyz", timeout: timeout)
     }
 
+    /// Waits until `GET https://…/readyz` answers 200, trusting the CA in `caFile` (a replica
+    /// serving TLS itself).
+    public func waitUntilReady(caFile: String, timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let probe = try runCommand(["curl", "-s", "-m", "2", "--cacert", caFile, "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:\(port)/readyz"])
+            if probe.output == "200" { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("GET https://…/readyz on port \(port) not 200 in time; log:\n\(log.suffix(2000))")
+    }
+
     /// Waits until `GET /healthz` answers 200 (a worker: its listener is up).
     public func waitUntilHealthy(timeout: Duration = .seconds(30)) async throws {
         try await waitFor200("/healthz", timeout: timeout)
@@ -99,6 +111,12 @@ public final class ServiceProcess: Sendable {
     /// The exit status once the process has exited.
     public var exitStatus: Int32? {
         (try? String(contentsOfFile: exitFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Sends `signal` (e.g. SIGHUP) to the process.
+    public func send(signal: Int32) {
+        guard let pid else { return }
+        Foundation.kill(pid, signal)
     }
 
     /// SIGKILL: the process is gone at once.

@@ -22,8 +22,11 @@ struct LoadTestCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Base URL of the deployment (plain HTTP).")
-    var url = "http://127.0.0.1:8080"
+    @Option(help: "Base URL of the deployment: https://host:port (certificate verified) or http://host:port.")
+    var url = "https://127.0.0.1:8443"
+
+    @Option(help: "PEM file of the CA to trust for https:// (default: the system's trust store), e.g. run/cluster/secrets/sluice-lb-ca.crt.")
+    var cacert: String?
 
     @Option(help: "File holding an admin API key (e.g. run/cluster/secrets/admin.key). Else SLUICE_ADMIN_KEY.")
     var adminKeyFile: String?
@@ -56,9 +59,12 @@ struct LoadTestCommand: AsyncParsableCommand {
     var allowRemote = false
 
     func run() async throws {
-        guard let target = URLComponents(string: url), target.scheme == "http", let host = target.host, !host.isEmpty else {
-            throw ValidationError("--url must be http://host:port")
+        guard let target = URLComponents(string: url), let scheme = target.scheme, ["http", "https"].contains(scheme),
+            let host = target.host, !host.isEmpty
+        else {
+            throw ValidationError("--url must be https://host:port or http://host:port")
         }
+        guard cacert == nil || scheme == "https" else { throw ValidationError("--cacert goes with an https:// --url") }
         let loopback = host == "localhost" || host == "::1" || host.hasPrefix("127.")
         guard loopback || allowRemote else {
             throw ValidationError("\(host) is not a loopback address; pass --allow-remote to load-test it on purpose")
@@ -71,7 +77,7 @@ struct LoadTestCommand: AsyncParsableCommand {
             throw ValidationError("an admin key is needed to create the test keys: --admin-key-file or SLUICE_ADMIN_KEY")
         }
         var plan = LoadTestPlan(
-            host: host, port: target.port ?? 80, adminKey: adminKey,
+            host: host, port: target.port ?? (scheme == "https" ? 443 : 80), adminKey: adminKey,
             keys: keys.isEmpty ? LoadTestPlan.defaultKeys : try keys.map { try LoadTestPlan.Key(parsing: $0) })
         plan.mode = mode
         plan.multiple = multiple
@@ -79,6 +85,13 @@ struct LoadTestCommand: AsyncParsableCommand {
         plan.duration = .milliseconds(Int64(duration * 1000))
         plan.maximumRequests = requests
         plan.polite = polite
+        if scheme == "https" {
+            do {
+                plan.tls = try HTTPClientPool.tlsContext(caFile: cacert)
+            } catch {
+                throw ValidationError("cannot use --cacert \(cacert ?? "(system trust store)"): \(error)")
+            }
+        }
 
         let report = try await LoadTest(plan: plan) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))

@@ -37,6 +37,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Client connections open at once; more are closed on arrival (default: the open-file limit less 128). Env: SLUICE_MAX_CONNECTIONS.")
     var maxConnections: Int?
 
+    @Option(help: "PEM certificate chain to serve HTTPS with (with --tls-key); reloaded on SIGHUP. Env: SLUICE_TLS_CERT.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert. Env: SLUICE_TLS_KEY.")
+    var tlsKey: String?
+
     @Option(help: "Stored model versions to keep besides the active and the previous one (default 20). Env: SLUICE_MODEL_RETENTION.")
     var modelRetention: Int?
 
@@ -65,6 +71,16 @@ struct ServeCommand: AsyncParsableCommand {
                 readTimeout: try seconds(readTimeout, "SLUICE_READ_TIMEOUT", environment) ?? .seconds(10),
                 idleTimeout: try seconds(idleTimeout, "SLUICE_IDLE_TIMEOUT", environment) ?? .seconds(60),
                 maxConnections: try positive(maxConnections, "SLUICE_MAX_CONNECTIONS", environment))
+            switch (tlsCert ?? environment["SLUICE_TLS_CERT"], tlsKey ?? environment["SLUICE_TLS_KEY"]) {
+            case (nil, nil): break
+            case (let certificate?, let key?):
+                do {
+                    configuration.tls = try ServerTLS(certificatePath: certificate, keyPath: key)
+                } catch {
+                    throw ValidationError("--tls-cert/--tls-key cannot be used: \(error)")
+                }
+            default: throw ValidationError("--tls-cert and --tls-key go together")
+            }
             configuration.modelRetention = try positive(modelRetention, "SLUICE_MODEL_RETENTION", environment) ?? 20
             configuration.trainingPolicy = Policy(
                 name: "training", rate: try positive(trainingRate, "SLUICE_TRAINING_RATE", environment) ?? 12, period: .seconds(3600),

@@ -27,6 +27,8 @@ struct DeploymentFilesTests {
     }
 
     static let secretNames: Set<String> = ["sluice-admin-key", "sluice-model-signing-key", "sluice-replica", "sluice-worker"]
+    /// The load balancer's TLS certificate and key (compose secrets, mounted into nginx only).
+    static let tlsSecretNames: Set<String> = ["sluice-lb-cert", "sluice-lb-key"]
 
     static func yaml(_ file: String) throws -> [String: Any] {
         try #require(try Yams.load(yaml: Repository.read(file)) as? [String: Any], "\(file)")
@@ -41,7 +43,7 @@ struct DeploymentFilesTests {
         let services = try #require(compose["services"] as? [String: [String: Any]])
         #expect(Set(services.keys) == ["redis", "sluice", "worker", "lb"])
         let declaredSecrets = Set((compose["secrets"] as? [String: Any] ?? [:]).keys)
-        #expect(declaredSecrets == Self.secretNames)
+        #expect(declaredSecrets == Self.secretNames.union(Self.tlsSecretNames))
         for (name, secret) in compose["secrets"] as? [String: [String: String]] ?? [:] {
             #expect(secret["file"]?.hasPrefix("./run/") == true, "\(name): secret files live in run/, outside git")
         }
@@ -75,9 +77,13 @@ struct DeploymentFilesTests {
 
         let lb = try #require(services["lb"])
         let nginx = try Repository.read("deploy/nginx.conf")
-        let listen = try #require(nginx.firstMatch(of: /listen (\d+);/)).1
+        let plain = try #require(nginx.firstMatch(of: /listen (\d+);/)).1
+        let https = try #require(nginx.firstMatch(of: /listen (\d+) ssl;/)).1
         let upstream = try #require(nginx.firstMatch(of: /server sluice:(\d+)/)).1
-        #expect(lb["ports"] as? [String] == ["8080:\(listen)"])
+        #expect(lb["ports"] as? [String] == ["\(https):\(https)", "\(plain):\(plain)"])
+        #expect(nginx.contains("return 308 https://$host:\(https)$request_uri"), "plain HTTP only redirects to HTTPS")
+        #expect(Set(lb["secrets"] as? [String] ?? []) == Self.tlsSecretNames)
+        for secret in Self.tlsSecretNames { #expect(nginx.contains("/run/secrets/\(secret);")) }
         #expect(String(upstream) == port, "nginx forwards to the replicas' SLUICE_PORT")
         #expect((lb["volumes"] as? [String] ?? []).contains("./deploy/nginx.conf:/etc/nginx/nginx.conf:ro"))
         let lbAddress = try #require(((lb["networks"] as? [String: Any])?["frontend"] as? [String: Any])?["ipv4_address"] as? String)
@@ -172,6 +178,20 @@ struct DeploymentFilesTests {
         let pdbSelector = ((pdb["spec"] as? [String: Any])?["selector"] as? [String: Any])?["matchLabels"] as? [String: String] ?? [:]
         #expect(!pdbSelector.isEmpty && pdbSelector.allSatisfy { templateLabels(api)[$0.key] == $0.value })
 
+        // HTTPS at the edge: an Ingress with a TLS section, redirecting plain HTTP, to the Service.
+        let edge = try named("Ingress", "sluice")
+        let edgeSpec = edge["spec"] as? [String: Any] ?? [:]
+        let tls = (edgeSpec["tls"] as? [[String: Any]])?.first ?? [:]
+        #expect(tls["secretName"] as? String == "sluice-tls" && !(tls["hosts"] as? [String] ?? []).isEmpty)
+        let annotations = (edge["metadata"] as? [String: Any])?["annotations"] as? [String: String] ?? [:]
+        #expect(annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true")
+        #expect(annotations["nginx.ingress.kubernetes.io/permanent-redirect-code"] == "308")
+        #expect(try Repository.read("deploy/k8s/ingress.yaml").contains("cert-manager.io/cluster-issuer"), "cert-manager shown as an option")
+        let route = ((((edgeSpec["rules"] as? [[String: Any]])?.first?["http"] as? [String: Any])?["paths"] as? [[String: Any]])?.first?["backend"]
+            as? [String: Any])?["service"] as? [String: Any]
+        let servicePortName = ((service["spec"] as? [String: Any])?["ports"] as? [[String: Any]])?.first?["name"] as? String
+        #expect(route?["name"] as? String == "sluice" && (route?["port"] as? [String: Any])?["name"] as? String == servicePortName)
+
         let policy = try named("NetworkPolicy", "redis-from-sluice-only")
         let spec = policy["spec"] as? [String: Any] ?? [:]
         #expect((spec["podSelector"] as? [String: Any])?["matchLabels"] as? [String: String] == ["app.kubernetes.io/name": "redis"])
@@ -199,14 +219,25 @@ struct DeploymentFilesTests {
             #expect(file.contains("\r\nContent-Length: \(body.utf8.count)\r\n"), "\(code): Content-Length matches the body")
             #expect(file.contains("\r\nRetry-After: ") == [429, 503].contains(code))
         }
-        let checked = try runCommand(
-            ["haproxy", "-c", "-f", Repository.path("deploy/haproxy.cfg")],
-            environment: ["SLUICE_LB_BIND": "127.0.0.1:1", "SLUICE_REPLICA_1": "127.0.0.1:2", "SLUICE_REPLICA_2": "127.0.0.1:3", "SLUICE_REPLICA_3": "127.0.0.1:4"])
-        #expect(checked.status == 0, "\(checked.output)")
+        // The TLS certificate files (compose secrets, and scripts/cluster's) come from scripts/secrets.
+        let directory = try Repository.temporaryDirectory("sluice-lb-config")
+        let secrets = try runCommand([Repository.path("scripts/secrets"), "\(directory)/secrets"])
+        #expect(secrets.status == 0, "\(secrets.output)")
+        let pem = try String(contentsOfFile: "\(directory)/secrets/sluice-lb-cert", encoding: .utf8)
+            + String(contentsOfFile: "\(directory)/secrets/sluice-lb-key", encoding: .utf8)
+        try pem.write(toFile: "\(directory)/lb.pem", atomically: true, encoding: .utf8)
+        let upstreams = ["SLUICE_LB_BIND": "127.0.0.1:1", "SLUICE_REPLICA_1": "127.0.0.1:2", "SLUICE_REPLICA_2": "127.0.0.1:3", "SLUICE_REPLICA_3": "127.0.0.1:4"]
+        for tls in [["SLUICE_LB_CERT": "\(directory)/lb.pem", "SLUICE_LB_HTTP_BIND": "127.0.0.1:5"], [:]] {
+            let checked = try runCommand(["haproxy", "-c", "-f", Repository.path("deploy/haproxy.cfg")], environment: upstreams.merging(tls) { $1 })
+            #expect(checked.status == 0 && !checked.output.contains("WARNING"), "\(tls.isEmpty ? "plain" : "TLS"): \(checked.output)")
+        }
+        for directive in ["ssl-min-ver TLSv1.2", "Strict-Transport-Security", "code 308"] {
+            #expect(haproxy.contains(directive), "haproxy.cfg: \(directive)")
+        }
 
         // nginx resolves `sluice` at start-up; checked here against a loopback upstream instead.
-        let directory = try Repository.temporaryDirectory("sluice-nginx")
         let nginx = try Repository.read("deploy/nginx.conf").replacingOccurrences(of: "server sluice:", with: "server 127.0.0.1:")
+            .replacingOccurrences(of: "/run/secrets/", with: "\(directory)/secrets/")
         try nginx.write(toFile: "\(directory)/nginx.conf", atomically: true, encoding: .utf8)
         let tested = try runCommand(["nginx", "-t", "-c", "\(directory)/nginx.conf"])
         #expect(tested.status == 0, "\(tested.output)")

@@ -13,7 +13,8 @@ struct LoadBalancerAbuseTests {
     init() throws {
         directory = try Repository.temporaryDirectory("sluice-lb-abuse")
         lbPort = try RedisServer.freePort()
-        environment = ["SLUICE_CLUSTER_DIR": directory, "SLUICE_LB_PORT": String(lbPort), "SLUICE_BINARY": ServiceProcess.binary]
+        // Plain HTTP: these attacks are on the HTTP layer, which the HTTPS frontend shares.
+        environment = ["SLUICE_CLUSTER_DIR": directory, "SLUICE_LB_PORT": String(lbPort), "SLUICE_LB_TLS": "0", "SLUICE_BINARY": ServiceProcess.binary]
     }
 
     private func cluster(_ command: String) throws -> (status: Int32, output: String) {

@@ -12,12 +12,15 @@ final class Cluster: Sendable {
     let signingKey = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined() + "-test-signing-key"
 
     init(replicas count: Int = 1, workers workerCount: Int = 0, workerArguments: [String] = ["--visibility-timeout", "2"],
-         redisArguments: [String] = [], environment extra: [String: String] = [:], replicaArguments: [String] = []) async throws {
+         redisArguments: [String] = [], environment extra: [String: String] = [:], replicaArguments: [String] = [],
+         readyOverTLS caFile: String? = nil) async throws {
         redis = try RedisServer(arguments: redisArguments)
         let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey].merging(extra) { $1 }
         let url = redis.url
         replicas = try (0..<count).map { _ in try ServiceProcess(redisURL: url, environment: environment, arguments: replicaArguments) }
-        for replica in replicas { try await replica.waitUntilReady() }
+        for replica in replicas {
+            if let caFile { try await replica.waitUntilReady(caFile: caFile) } else { try await replica.waitUntilReady() }
+        }
         let signing = ["SLUICE_MODEL_SIGNING_KEY": signingKey]
         workers = try (0..<workerCount).map { _ in try ServiceProcess("worker", redisURL: url, environment: signing, arguments: workerArguments) }
         for worker in workers { try await worker.waitUntilHealthy() }
@@ -42,6 +45,14 @@ final class Cluster: Sendable {
             throw TestSupportError("key creation failed: \(response.status) \(response.text)")
         }
         return (key, id)
+    }
+
+    /// 64 random hex characters (a strong secret).
+    static func randomHex() -> String {
+        (0..<4).map { _ in
+            let word = String(UInt64.random(in: .min ... .max), radix: 16)
+            return String(repeating: "0", count: 16 - word.count) + word
+        }.joined()
     }
 
     static let setosa = #"{"features":{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}}"#

@@ -29,9 +29,10 @@ ensure_build_dependencies() {
 }
 
 # What the cluster tests add: the load balancers (HAProxy runs the local cluster, nginx's
-# config is validated with `nginx -t`) and curl (scripts/cluster's health checks).
+# config is validated with `nginx -t`), curl (scripts/cluster's health checks) and openssl
+# (the load balancer's certificates, TLS handshake tests).
 ensure_cluster_dependencies() {
-  ensure_packages haproxy:haproxy nginx:nginx curl:curl
+  ensure_packages haproxy:haproxy nginx:nginx curl:curl openssl:openssl
 }
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
