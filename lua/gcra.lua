@@ -36,93 +36,94 @@
 -- The emission interval (period / rate) is rounded *up* to a whole microsecond, so a rounding error
 -- can only make the limit stricter, never admit more (exact whenever 10^6 * period / rate is whole).
 
-local function fail(message)
-  return redis.error_reply('ERR gcra: ' .. message)
-end
+-- Cost: every call runs this whole file, so it allocates as little as it can (no closures, one
+-- flat state table, one reply table), formats each distinct number once and checks arguments with
+-- plain comparisons. Measured with scripts/bench-lua.
 
 local n = #KEYS
-if n < 1 then return fail('at least one key is required') end
-if #ARGV < 4 * n then return fail('4 arguments (burst, rate, period, cost) are required per key') end
+local argc = #ARGV
+if n < 1 then return redis.error_reply('ERR gcra: at least one key is required') end
+if argc < 4 * n then return redis.error_reply('ERR gcra: 4 arguments (burst, rate, period, cost) are required per key') end
+local floor, format = math.floor, string.format
+-- Bound on every offset in microseconds (2^51), keeping now + offsets exact as doubles (< 2^53).
+local MAX_OFFSET = 2251799813685248
+
 local horizon_us = 0
-if ARGV[4 * n + 1] ~= nil then
+if argc > 4 * n then
   local horizon = tonumber(ARGV[4 * n + 1])
-  if horizon == nil or horizon ~= horizon or horizon < 0 or horizon > 1e9 then
-    return fail('horizon must be a number of seconds >= 0')
+  if horizon == nil or not (horizon >= 0 and horizon <= 1e9) then
+    return redis.error_reply('ERR gcra: horizon must be a number of seconds >= 0')
   end
-  horizon_us = math.floor(horizon * 1000000 + 0.5)
+  horizon_us = floor(horizon * 1000000 + 0.5)
 end
 
--- Bound on every offset in microseconds, keeping now + offsets exact as doubles (< 2^53).
-local MAX_OFFSET = 2 ^ 51
-
-local function whole(value, min)
-  local v = tonumber(value)
-  if v == nil or v ~= v or v < min or v >= MAX_OFFSET or v ~= math.floor(v) then return nil end
-  return v
-end
-
-local policies = {}
+-- Per policy i, six slots from 6i-5: burst, interval (us), cost, tat, new tat, diff.
+-- (`x >= a and x < b` is false for NaN, so every range check below also refuses NaN.)
+local st = {}
 for i = 1, n do
-  local base = 4 * (i - 1)
-  local burst = whole(ARGV[base + 1], 1)
-  if burst == nil then return fail('burst must be an integer >= 1') end
-  local rate = whole(ARGV[base + 2], 1)
-  if rate == nil then return fail('rate must be an integer >= 1') end
-  local period = tonumber(ARGV[base + 3])
-  if period == nil or period ~= period or period <= 0 or period > 1e9 then
-    return fail('period must be a number of seconds > 0')
+  local a = 4 * i - 4
+  local burst = tonumber(ARGV[a + 1])
+  if burst == nil or not (burst >= 1 and burst < MAX_OFFSET) or burst % 1 ~= 0 then
+    return redis.error_reply('ERR gcra: burst must be an integer >= 1')
   end
-  local cost = whole(ARGV[base + 4], 0)
-  if cost == nil then return fail('cost must be an integer >= 0') end
-
-  local period_us = math.floor(period * 1000000 + 0.5)
-  if period_us < 1 then return fail('period must be at least one microsecond') end
-  local interval = math.ceil(period_us / rate)
+  local rate = tonumber(ARGV[a + 2])
+  if rate == nil or not (rate >= 1 and rate < MAX_OFFSET) or rate % 1 ~= 0 then
+    return redis.error_reply('ERR gcra: rate must be an integer >= 1')
+  end
+  local period = tonumber(ARGV[a + 3])
+  if period == nil or not (period > 0 and period <= 1e9) then
+    return redis.error_reply('ERR gcra: period must be a number of seconds > 0')
+  end
+  local cost = tonumber(ARGV[a + 4])
+  if cost == nil or not (cost >= 0 and cost < MAX_OFFSET) or cost % 1 ~= 0 then
+    return redis.error_reply('ERR gcra: cost must be an integer >= 0')
+  end
+  local period_us = floor(period * 1000000 + 0.5)
+  if period_us < 1 then return redis.error_reply('ERR gcra: period must be at least one microsecond') end
+  local interval = period_us / rate
+  if interval % 1 ~= 0 then interval = floor(interval) + 1 end
   if interval * burst >= MAX_OFFSET or interval * cost >= MAX_OFFSET then
-    return fail('burst, cost or period out of range')
+    return redis.error_reply('ERR gcra: burst, cost or period out of range')
   end
-  policies[i] = { key = KEYS[i], burst = burst, interval = interval, cost = cost }
+  local b = 6 * i - 6
+  st[b + 1] = burst
+  st[b + 2] = interval
+  st[b + 3] = cost
 end
 
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-
-local function seconds(us)
-  return string.format('%.6f', us / 1000000)
-end
+local now = time[1] * 1000000 + time[2]
 
 -- Evaluate every policy before writing anything (all-or-nothing).
 local denied = false
 for i = 1, n do
-  local p = policies[i]
-  local stored = redis.call('GET', p.key)
+  local b = 6 * i - 6
   local tat = now
+  local stored = redis.call('GET', KEYS[i])
   if stored then
     tat = tonumber(stored)
-    if tat == nil then return fail('key ' .. p.key .. ' does not hold a GCRA state') end
+    if tat == nil then return redis.error_reply('ERR gcra: key ' .. KEYS[i] .. ' does not hold a GCRA state') end
     if tat < now then tat = now end
   end
-  local burst_offset = p.interval * p.burst
-  p.tat = tat
-  p.new_tat = tat + p.interval * p.cost
-  p.diff = now - (p.new_tat - burst_offset)  -- < 0: not enough capacity
-  -- remaining before charging, for replies that leave the state untouched
-  p.remaining_now = math.floor((now - (tat - burst_offset)) / p.interval)
-  if p.diff < 0 then denied = true end
+  local interval = st[b + 2]
+  local new_tat = tat + interval * st[b + 3]
+  local diff = now - (new_tat - interval * st[b + 1]) -- < 0: not enough capacity
+  st[b + 4] = tat
+  st[b + 5] = new_tat
+  st[b + 6] = diff
+  if diff < 0 then denied = true end
 end
 
-local reply = { 0, 0, '-1', '0', 1 }
-local decisive = 1
 local delay_us = 0
-
 -- A denial within the horizon becomes a reservation: charged like an admission, served later.
 if denied and horizon_us > 0 then
   local wait = 0
   for i = 1, n do
-    local p = policies[i]
-    if p.diff < 0 and -p.diff > wait then wait = -p.diff end
+    local b = 6 * i - 6
+    local diff = st[b + 6]
+    if diff < 0 and -diff > wait then wait = -diff end
     -- a cost above a policy's burst can never be served, however long it waits
-    if p.cost > p.burst then wait = horizon_us + 1 end
+    if st[b + 3] > st[b + 1] then wait = horizon_us + 1 end
   end
   if wait <= horizon_us then
     denied = false
@@ -130,56 +131,50 @@ if denied and horizon_us > 0 then
   end
 end
 
-if denied then
-  local longest = -1
-  for i = 1, n do
-    local p = policies[i]
-    if p.diff < 0 and -p.diff > longest then
-      longest = -p.diff
-      decisive = i
-    end
-  end
-  local p = policies[decisive]
-  reply[1] = 0
-  reply[2] = 0
-  reply[3] = seconds(-p.diff)
-  reply[4] = seconds(p.tat - now)
-else
-  local fewest = nil
-  for i = 1, n do
-    local p = policies[i]
-    p.remaining = math.max(math.floor(p.diff / p.interval), 0)
-    if p.cost > 0 then
-      local reset_us = p.new_tat - now
-      redis.call('SET', p.key, string.format('%.0f', p.new_tat), 'EX', math.ceil(reset_us / 1000000))
-    end
-    if fewest == nil or p.remaining < fewest then
-      fewest = p.remaining
-      decisive = i
-    end
-  end
-  local p = policies[decisive]
-  local admitted = p.cost
-  reply[1] = admitted
-  reply[2] = p.remaining
-  reply[3] = '-1'
-  reply[4] = seconds(p.new_tat - now)
-end
-reply[5] = decisive
-
+-- Per policy: remaining, retry_after, reset_after; the deciding policy's go in front too.
+local reply = { 0, 0, '-1', '0', 1 }
+local decisive, best = 1, nil
 for i = 1, n do
-  local p = policies[i]
-  local base = 5 + 3 * (i - 1)
+  local b = 6 * i - 6
+  local interval, diff = st[b + 2], st[b + 6]
+  local remaining, retry, reset
   if denied then
-    reply[base + 1] = math.max(p.remaining_now, 0)
-    if p.diff < 0 then reply[base + 2] = seconds(-p.diff) else reply[base + 2] = '-1' end
-    reply[base + 3] = seconds(p.tat - now)
+    -- remaining before charging: the state is left untouched
+    remaining = floor((now - (st[b + 4] - interval * st[b + 1])) / interval)
+    if remaining < 0 then remaining = 0 end
+    if diff < 0 then
+      retry = format('%.6f', -diff / 1000000)
+      if best == nil or -diff > best then best, decisive = -diff, i end
+    else
+      retry = '-1'
+    end
+    reset = format('%.6f', (st[b + 4] - now) / 1000000)
   else
-    reply[base + 1] = p.remaining
-    reply[base + 2] = '-1'
-    reply[base + 3] = seconds(p.new_tat - now)
+    remaining = floor(diff / interval)
+    if remaining < 0 then remaining = 0 end
+    retry = '-1'
+    local reset_us = st[b + 5] - now
+    reset = format('%.6f', reset_us / 1000000)
+    if st[b + 3] > 0 then
+      local ttl = reset_us / 1000000
+      if ttl % 1 ~= 0 then ttl = floor(ttl) + 1 end
+      redis.call('SET', KEYS[i], format('%.0f', st[b + 5]), 'EX', ttl)
+    end
+    if best == nil or remaining < best then best, decisive = remaining, i end
   end
+  reply[3 * i + 3] = remaining
+  reply[3 * i + 4] = retry
+  reply[3 * i + 5] = reset
 end
-reply[6 + 3 * n] = seconds(delay_us)
-reply[7 + 3 * n] = string.format('%.0f', now)
+local d = 3 * decisive
+if denied then
+  reply[3] = reply[d + 4]
+else
+  reply[1] = st[6 * decisive - 3]
+  reply[2] = reply[d + 3]
+end
+reply[4] = reply[d + 5]
+reply[5] = decisive
+reply[6 + 3 * n] = delay_us == 0 and '0.000000' or format('%.6f', delay_us / 1000000)
+reply[7 + 3 * n] = format('%.0f', now)
 return reply
