@@ -35,10 +35,13 @@ ensure_cluster_dependencies() {
   ensure_packages haproxy:haproxy nginx:nginx curl:curl openssl:openssl
 }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on, chosen below the kernel's
+# ephemeral range (ip_local_port_range) so that no outgoing connection can take it meanwhile.
 free_port() {
-  local port
-  for port in $(shuf -i 20000-60999 -n 50); do
+  local port low=32768
+  [ -r /proc/sys/net/ipv4/ip_local_port_range ] && read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  [ "$low" -gt 12000 ] || low=32768
+  for port in $(shuf -i 10000-$((low - 1)) -n 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
   done
   echo "no free port found" >&2
