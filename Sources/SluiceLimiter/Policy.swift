@@ -31,8 +31,19 @@ public struct Policy: Sendable, Hashable, Codable {
         if rate < 1 { return "rate must be at least 1" }
         if burst < 1 { return "burst must be at least 1" }
         if period < .microseconds(1) || period > .seconds(1_000_000_000) { return "period must be between 1 µs and 10^9 s" }
+        // gcra.lua keeps every offset below 2^51 µs, so that Redis' clock plus any of them stays
+        // exact in a Lua double: a burst of bursts × the emission interval must fit.
+        let periodMicroseconds = period.components.seconds * 1_000_000 + period.components.attoseconds / 1_000_000_000_000
+        let interval = (periodMicroseconds + Int64(rate) - 1) / Int64(rate)
+        let (offset, overflow) = interval.multipliedReportingOverflow(by: Int64(burst))
+        if rate >= Self.maximumOffset || burst >= Self.maximumOffset || overflow || offset >= Self.maximumOffset {
+            return "burst × period ÷ rate must stay below 2^51 µs (about 71 years), and rate and burst below 2^51"
+        }
         return nil
     }
+
+    /// The limiter's bound on any offset in µs (see `lua/gcra.lua`).
+    static let maximumOffset: Int64 = 1 << 51
 
     static func isValidName(_ name: String) -> Bool {
         (1...32).contains(name.utf8.count)

@@ -37,7 +37,8 @@ struct AccessControl: Sendable {
                 throw rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
             }
             var problem = Problem.unauthorized(error.description, invalidToken: presented != nil)
-            problem.headers.append(contentsOf: Self.headers(for: decision))
+            // Not Sluice-Slot: Redis' clock to the µs is nothing to hand an unauthenticated client.
+            problem.headers.append(contentsOf: Self.headers(for: decision, slot: false))
             throw problem
         }
     }
@@ -92,7 +93,7 @@ struct AccessControl: Sendable {
     /// `"default";q=20;w=1` (q: the burst, w: the period in seconds) and `"default";r=7;t=1`
     /// (r: remaining now, t: seconds until the bucket is full again); on an admitted request also
     /// `Sluice-Slot`, its slot in Unix seconds on the limiter's clock.
-    static func headers(for decision: Decision) -> HTTPFields {
+    static func headers(for decision: Decision, slot: Bool = true) -> HTTPFields {
         var fields = HTTPFields()
         fields[.rateLimitPolicy] = decision.states.map { state in
             "\"\(state.policy.name)\";q=\(state.policy.burst);w=\(wholeSeconds(state.policy.period, minimum: 1))"
@@ -100,7 +101,7 @@ struct AccessControl: Sendable {
         fields[.rateLimit] = decision.states.map { state in
             "\"\(state.policy.name)\";r=\(state.remaining);t=\(wholeSeconds(state.resetAfter, minimum: 0))"
         }.joined(separator: ", ")
-        if decision.isAllowed, decision.decidedAt > 0 {
+        if slot, decision.isAllowed, decision.decidedAt > 0 {
             // The admitted request's slot on the limiter's clock (Redis' TIME), to the µs: lets a
             // load test check admissions against the policy exactly, whatever the network jitter.
             let slot = decision.slotTime

@@ -51,6 +51,7 @@ extension SluiceServer {
             try await guarded(request, context, scopes: [.admin]) { _ in
                 var record = try await existing(context)
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
+                guard body.isEmpty || request.mediaType == "application/json" else { throw Problem.unsupportedMediaType(["application/json"]) }
                 let grace = try RotateSpec.decode(body).grace_period ?? 0
                 let now = Date()
                 let graceEnd = now.addingTimeInterval(grace)
@@ -61,7 +62,8 @@ extension SluiceServer {
                     return until > now ? .init(hash: old.hash, validUntil: until) : nil
                 }
                 record.secrets = outgoing + [.init(hash: key.hash)]
-                _ = try await storeCall { try await keys.update(record) }
+                // Deleted meanwhile: a key that would never work must not be handed out.
+                guard try await storeCall({ try await keys.update(record) }) else { throw Problem.notFound("No such key.") }
                 access.authenticator.invalidate(record.id)
                 return try Response.json(KeyView(record, key: key))
             }
@@ -98,20 +100,29 @@ struct KeySpec: Decodable {
     var output: PredictionOutput?
     var expires_at: Date?
 
+    /// Control characters (NUL, BEL, …) and bidirectional overrides (U+202E turns `txt.exe` into
+    /// `exe.txt` on screen) have no place in a key's name: logs and admin screens show it.
+    static func isInvisible(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .control || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
+            || scalar.value == 0x200E || scalar.value == 0x200F
+    }
+
     /// Holding a request longer than this would outlast load balancers' and clients' timeouts.
     static let maximumDelay = 30.0
 
+    /// The fields `POST /v1/keys` takes; anything else is refused.
+    static let shape = BodyShape.object([
+        "name": .value, "scopes": .value, "quota_per_day": .integer, "overflow": .value, "max_delay": .value,
+        "max_queue_delay": .value, "max_depth": .integer, "output": .value, "expires_at": .value,
+        "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer])),
+    ])
+
     static func decode(_ body: [UInt8]) throws(Problem) -> KeySpec {
-        let spec: KeySpec
-        do {
-            spec = try JSONDecoder.sluice.decode(KeySpec.self, from: Data(body))
-        } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
-            throw Problem.malformedJSON("The body is not valid JSON.")
-        } catch {
-            throw Problem.invalid([.init(pointer: pointer(of: error), detail: "missing or of the wrong type")])
-        }
+        let spec = try StrictBody.decode(KeySpec.self, from: body, shape: shape)
         var errors: [Problem.FieldError] = []
-        if spec.name.isEmpty || spec.name.count > 64 { errors.append(.init(pointer: "/name", detail: "1-64 characters")) }
+        if spec.name.isEmpty || spec.name.count > 64 || spec.name.unicodeScalars.contains(where: Self.isInvisible) {
+            errors.append(.init(pointer: "/name", detail: "1-64 characters, none of them control or bidirectional-override characters"))
+        }
         if spec.scopes.isEmpty { errors.append(.init(pointer: "/scopes", detail: "at least one scope")) }
         for (index, policy) in (spec.policies ?? []).enumerated() {
             if let problem = policy.validationError { errors.append(.init(pointer: "/policies/\(index)", detail: problem)) }
@@ -124,7 +135,9 @@ struct KeySpec: Decodable {
                 pointer: "/policies",
                 detail: "1 or more policies with unique names other than \(AccessControl.reservedPolicyNames.sorted().map { "'\($0)'" }.joined(separator: ", ")) (Sluice's own)"))
         }
-        if let quota = spec.quota_per_day, quota < 1 { errors.append(.init(pointer: "/quota_per_day", detail: "must be at least 1")) }
+        if let quota = spec.quota_per_day, quota < 1 || Policy.daily(quota).validationError != nil {
+            errors.append(.init(pointer: "/quota_per_day", detail: "must be at least 1 and below 2^51"))
+        }
         let overflow = spec.overflow ?? .reject
         if let delay = spec.max_delay {
             if overflow != .delay { errors.append(.init(pointer: "/max_delay", detail: "only with \"overflow\": \"delay\"")) }
@@ -150,9 +163,7 @@ struct RotateSpec: Decodable {
 
     static func decode(_ body: [UInt8]) throws(Problem) -> RotateSpec {
         guard !body.isEmpty else { return RotateSpec() }
-        guard let spec = try? JSONDecoder().decode(RotateSpec.self, from: Data(body)) else {
-            throw Problem.invalid([.init(pointer: "/grace_period", detail: "seconds >= 0")])
-        }
+        let spec = try StrictBody.decode(RotateSpec.self, from: body, shape: .object(["grace_period": .value]))
         guard (spec.grace_period ?? 0) >= 0, (spec.grace_period ?? 0) <= 30 * 86_400 else {
             throw Problem.invalid([.init(pointer: "/grace_period", detail: "between 0 and 30 days in seconds")])
         }

@@ -51,7 +51,10 @@ extension SluiceServer {
         do {
             switch request.mediaType {
             case "text/csv": data = try TrainingData.csv(String(decoding: body, as: UTF8.self), schema: .iris)
-            case "application/json": data = try TrainingData.json(Data(body), schema: .iris)
+            case "application/json":
+                // One reading of the body (no duplicated keys, no BOM, no unknown top-level fields).
+                try StrictBody.validate(body, shape: .object(["rows": .value]))
+                data = try TrainingData.json(Data(body), schema: .iris)
             default: throw Problem.unsupportedMediaType(["text/csv", "application/json"])
             }
         } catch let error as DataValidationError {

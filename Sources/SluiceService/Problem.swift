@@ -69,10 +69,12 @@ public struct Problem: HTTPResponseError, Sendable {
         return problem
     }
 
-    static func forbidden(missing scope: String) -> Problem {
+    /// `scopes`: any one of them would do. RFC 6750 wants them space-separated in `scope`.
+    static func forbidden(missing scopes: [String]) -> Problem {
+        let named = scopes.map { "'\($0)'" }.joined(separator: " or ")
         var problem = Problem(status: .forbidden, type: "/problems/insufficient-scope", title: "Insufficient scope",
-                              detail: "This endpoint needs a key with the '\(scope)' scope.")
-        problem.headers[.wwwAuthenticate] = #"Bearer realm="sluice", error="insufficient_scope", scope="\#(scope)""#
+                              detail: "This endpoint needs a key with the \(named) scope.")
+        problem.headers[.wwwAuthenticate] = #"Bearer realm="sluice", error="insufficient_scope", scope="\#(scopes.joined(separator: " "))""#
         return problem
     }
 

@@ -144,7 +144,7 @@ public struct SluiceServer: Sendable {
         let headers = AccessControl.headers(for: decision)
         do {
             guard permitted else {
-                throw Problem.forbidden(missing: scopes.sorted().map(\.rawValue).joined(separator: "' or '"))
+                throw Problem.forbidden(missing: scopes.map(\.rawValue).sorted())
             }
             var response = try await body(record, decision)
             response.headers.append(contentsOf: headers)

@@ -57,6 +57,9 @@ struct ScopeMatrixTests {
                     #expect(response.status == 403, "\(scope) → \(endpoint): \(response.status)")
                     #expect(response.header("Content-Type") == "application/problem+json")
                     #expect(response.header("WWW-Authenticate")?.contains("insufficient_scope") == true)
+                    // RFC 6750: the scopes that would do, space-separated.
+                    let expected = "scope=\"\(endpoint.allowed.sorted().joined(separator: " "))\""
+                    #expect(response.header("WWW-Authenticate")?.contains(expected) == true, "\(response.header("WWW-Authenticate") ?? "")")
                 }
                 checked += 1
             }
