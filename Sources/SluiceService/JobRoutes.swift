@@ -8,10 +8,10 @@ extension SluiceServer {
         /// A queued request's status and, once run, its result. Only the key that created the job
         /// may read it; to every other key it does not exist (404), so existence does not leak.
         router.get("/v1/jobs/:id") { request, context in
-            try await guarded(request, context, scopes: [.predict], charge: .jobStatus) { record, _ in
+            try await guarded(request, context, scopes: [.predict], charge: .jobStatus) { record, decision in
                 guard let id = context.parameters.get("id").flatMap(JobID.init) else { throw Self.noSuchJob }
                 guard let job = try await queueCall({ try await jobs.job(id) }), job.keyID == record.id else { throw Self.noSuchJob }
-                return try Self.jobResponse(job)
+                return try Self.jobResponse(job, redisNow: decision.decidedAt)
             }
         }
     }
@@ -29,7 +29,9 @@ extension SluiceServer {
     static let noSuchJob = Problem.notFound("No such job for this key (or its result has expired).")
 
     /// `202` with `Retry-After` while pending, `200` with the result (or the failure) once run.
-    static func jobResponse(_ job: Job) throws -> Response {
+    /// `redisNow` (µs, from the poll's own limiter decision) is on the clock `not_before` is on:
+    /// the replica's clock may be off from Redis' by any amount.
+    static func jobResponse(_ job: Job, redisNow: Int64) throws -> Response {
         let view = JobView(
             id: job.id.rawValue, status: job.status.rawValue, not_before: Date(microseconds: job.notBefore),
             created_at: Date(microseconds: job.createdAt), started_at: job.startedAt.map(Date.init(microseconds:)),
@@ -44,7 +46,8 @@ extension SluiceServer {
             status: job.status.isFinished ? .ok : .accepted, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: body)))
         if !job.status.isFinished {
-            let wait = Double(job.notBefore) / 1_000_000 - Date().timeIntervalSince1970
+            let now = redisNow > 0 ? redisNow : Int64(Date().timeIntervalSince1970 * 1_000_000)
+            let wait = Double(job.notBefore - now) / 1_000_000
             response.headers[.retryAfter] = String(max(1, Int(wait.rounded(.up))))
         }
         return response

@@ -10,10 +10,20 @@ extension SluiceServer {
                 let active = try await registryCall { try await models.registry.activeVersion() }
                 var summaries: [ModelSummary] = []
                 for version in try await registryCall({ try await models.registry.versions() }) {
-                    do {
+                    do throws(ModelError) {
                         summaries.append(ModelSummary(try await models.registry.load(version), active: active))
                     } catch {
-                        summaries.append(ModelSummary(version: version, verified: false, active: version == active))
+                        switch error {
+                        case .tampered, .malformed:
+                            // Listed, so that an admin sees it, but never loadable.
+                            logger.error("stored model artifact fails verification", metadata: ["model_version": "\(version)", "error": "\(error)"])
+                            summaries.append(ModelSummary(version: version, verified: false, active: version == active))
+                        case .notFound:
+                            continue  // pruned since the listing began
+                        case .redis:
+                            metrics.redisErrors.increment()
+                            throw Problem.unavailable("The model registry is unavailable; retry shortly.")
+                        }
                     }
                 }
                 return try Response.json(["models": summaries])

@@ -102,6 +102,5 @@ extension HTTPField.Name {
     static let apiKey = Self("X-API-Key")!
     static let rateLimit = Self("RateLimit")!
     static let rateLimitPolicy = Self("RateLimit-Policy")!
-    static let requestID = Self("X-Request-ID")!
     static let forwardedFor = Self("X-Forwarded-For")!
 }

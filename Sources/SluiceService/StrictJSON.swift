@@ -117,6 +117,25 @@ struct StrictJSON {
         }
     }
 
+    /// The four hex digits of a `\u` escape (exactly four, no sign: `UInt32(_:radix:)` alone
+    /// would take `+1F6`).
+    private mutating func hexQuad() throws(Failure) -> UInt32 {
+        guard index + 4 <= bytes.count else { throw .malformed(offset: index, reason: "invalid \\u escape") }
+        var code: UInt32 = 0
+        for byte in bytes[index..<index + 4] {
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: throw .malformed(offset: index, reason: "invalid \\u escape")
+            }
+            code = code << 4 | UInt32(digit)
+        }
+        index += 4
+        return code
+    }
+
     private mutating func string() throws(Failure) -> String {
         index += 1
         var scalars: [UInt8] = []
@@ -141,10 +160,18 @@ struct StrictJSON {
                 case UInt8(ascii: "r"): scalars.append(13)
                 case UInt8(ascii: "t"): scalars.append(9)
                 case UInt8(ascii: "u"):
-                    guard index + 4 <= bytes.count, let code = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16),
-                        let scalar = Unicode.Scalar(code)
-                    else { throw .malformed(offset: index, reason: "invalid \\u escape") }
-                    index += 4
+                    var code = try hexQuad()
+                    // A high surrogate must be followed by `\uDC00`–`\uDFFF`: together one scalar.
+                    if (0xD800...0xDBFF).contains(code) {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                            throw .malformed(offset: index, reason: "unpaired surrogate in a \\u escape")
+                        }
+                        index += 2
+                        let low = try hexQuad()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw .malformed(offset: index, reason: "unpaired surrogate in a \\u escape") }
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    guard let scalar = Unicode.Scalar(code) else { throw .malformed(offset: index, reason: "unpaired surrogate in a \\u escape") }
                     scalars.append(contentsOf: Array(String(Character(scalar)).utf8))
                 default:
                     throw .malformed(offset: index, reason: "invalid escape")

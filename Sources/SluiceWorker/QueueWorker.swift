@@ -96,7 +96,8 @@ public final class QueueWorker: Service, Sendable {
         while true {
             do {
                 let written = try await queue.complete(job.id, outcome, resultLifetime: configuration.resultLifetime, worker: configuration.name)
-                if case .failed = outcome { metrics.failed.increment() } else if written { metrics.completed.increment() }
+                // Counted only when this worker's outcome is the one stored.
+                if written, case .failed = outcome { metrics.failed.increment() } else if written { metrics.completed.increment() }
                 if !written { logger.info("job already finished elsewhere", metadata: ["job": "\(job.id)"]) }
                 return
             } catch {
@@ -113,7 +114,13 @@ public final class QueueWorker: Service, Sendable {
     /// Refreshes the depth gauges every second.
     private func watchDepth() async {
         while !Task.isCancelled {
-            if let depth = try? await queue.depth() { metrics.recordDepth(total: depth.total, perKey: depth.perKey) }
+            do {
+                let depth = try await queue.depth()
+                metrics.recordDepth(total: depth.total, perKey: depth.perKey)
+            } catch {
+                metrics.redisErrors.increment()
+                logger.warning("reading the queue depth failed", metadata: ["error": "\(error)"])
+            }
             try? await Task.sleep(for: .seconds(1))
         }
     }

@@ -35,10 +35,16 @@ public final class WorkerMetrics: Sendable {
         ProcessMetrics.name(subsystem, metric, unit, help)
     }
 
+    /// Sets the depth gauges; a key whose queue has emptied loses its gauge, so the series a
+    /// worker exports stay bounded by the keys with jobs pending, not by every key ever seen.
     func recordDepth(total: Int, perKey: [String: Int]) {
         depth.set(Double(total))
         keyDepths.withLock { gauges in
-            for key in Set(gauges.keys).union(perKey.keys) {
+            for (key, gauge) in gauges where (perKey[key] ?? 0) == 0 {
+                registry.unregisterGauge(gauge)
+                gauges[key] = nil
+            }
+            for key in perKey.keys where (perKey[key] ?? 0) > 0 {
                 let gauge = gauges[key] ?? registry.makeGauge(
                     descriptor: Self.name("queue", "key_depth", "", "Jobs pending (queued or running) per API key id."),
                     labels: [("key_id", key)])

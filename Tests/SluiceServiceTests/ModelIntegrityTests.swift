@@ -123,6 +123,11 @@ struct ModelIntegrityTests {
             #expect(metrics.text.contains("sluice_model_artifacts_refused_total 1"), "\(metrics.text.prefix(500))")
             #expect(replica.log.contains("refused model artifact"))
         }
+        // Listed as unverified, and the listing says so in the log.
+        let listed = try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["Authorization": "Bearer \(trainer)"])
+        let first = (listed.json?["models"] as? [[String: Any]])?.first { $0["version"] as? Int == 1 }
+        #expect(first?["verified"] as? Bool == false, "\(listed.text)")
+        #expect(cluster.replicas[0].log.contains("stored model artifact fails verification"))
         // An admin cannot activate it either.
         let activation = try await HTTP.send("POST", cluster.url + "/v1/models/1/activate", headers: ["Authorization": "Bearer \(cluster.adminKey)"])
         #expect(activation.status == 409)
