@@ -94,7 +94,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 // The connection guard (read deadline, connection cap) and TLS sit in the NIO pipeline.
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),

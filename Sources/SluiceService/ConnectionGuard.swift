@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
 import NIOSSL
 import Synchronization
 
@@ -57,7 +58,11 @@ struct GuardedHTTP1Channel: HTTPChannelHandler {
             GuardedHTTP1Channel(
                 inner: HTTP1Channel(
                     responder: responder,
-                    configuration: .init(additionalChannelHandlers: [RequestProgressObserver()], idleTimeout: .init(limits.idleTimeout))),
+                    configuration: .init(
+                        additionalChannelHandlers: [RequestProgressObserver()], idleTimeout: .init(limits.idleTimeout),
+                        httpDecoderConfiguration: .init(
+                            maxHeaderFieldSize: HTTPProtocolGuard.maxHeaderBytes, maxHeaderListSize: HTTPProtocolGuard.maxHeaderBytes,
+                            maxHeaderFieldCount: HTTPProtocolGuard.maxHeaderCount))),
                 limits: limits, tls: tls, gate: gate, metrics: metrics, logger: logger)
         }
     }
@@ -89,7 +94,14 @@ struct GuardedHTTP1Channel: HTTPChannelHandler {
             let deadline = RequestReadDeadline(timeout: readTimeout, onTimeout: { metrics.readTimeouts.increment() })
             try channel.pipeline.syncOperations.addHandler(deadline, position: .first)
             if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first) }
-        }.flatMap { inner.setup(channel: channel, logger: logger) }
+        }.flatMap {
+            inner.setup(channel: channel, logger: logger)
+        }.flatMapThrowing { value in
+            // Right after NIO's parser, before the conversion to HTTP types.
+            let codec = try channel.pipeline.syncOperations.context(handlerType: HTTP1ToHTTPServerCodec.self)
+            try channel.pipeline.syncOperations.addHandler(HTTPProtocolGuard(), position: .before(codec.handler))
+            return value
+        }
     }
 
     func handle(value: Value, logger: Logger) async {

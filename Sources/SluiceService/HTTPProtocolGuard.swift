@@ -1,0 +1,79 @@
+import NIOCore
+import NIOHTTP1
+
+/// Between NIO's HTTP/1.1 parser and Hummingbird: what the parser refuses (a header section over
+/// ``maxHeaderBytes`` → 431, anything unparsable, such as a smuggling attempt with both
+/// Content-Length and Transfer-Encoding → 400) and what RFC 9112 forbids that it lets through
+/// (an HTTP/1.1 request without exactly one `Host`) is answered with a problem, and the connection
+/// is closed: nothing that follows on it can be read as a second request.
+final class HTTPProtocolGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// The same bound as the shipped load balancers' (HAProxy's default buffer, nginx's
+    /// `large_client_header_buffers 4 16k`), so a request is not refused by one and taken by another.
+    static let maxHeaderBytes = 16 * 1024
+    static let maxHeaderCount = 100
+
+    private var refused = false
+    /// Per request read and not yet answered, in order (pipelined requests are read ahead):
+    /// whether the connection closes after its answer (HTTP/1.0 without `Connection: keep-alive`,
+    /// or `Connection: close`).
+    private var closeAfterResponse: [Bool] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
+        if case .head(let head) = unwrapInboundIn(data) {
+            if let reason = Self.violation(head) {
+                refuse(context, status: .badRequest, title: "Bad request", detail: reason)
+                return
+            }
+            closeAfterResponse.append(!head.isKeepAlive)
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .end = unwrapOutboundIn(data), !refused, !closeAfterResponse.isEmpty, closeAfterResponse.removeFirst() else {
+            context.write(data, promise: promise)
+            return
+        }
+        context.writeAndFlush(data, promise: promise)
+        context.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        guard !refused else { return }
+        if parserError == .headerOverflow {
+            refuse(context, status: .requestHeaderFieldsTooLarge, title: "Request header fields too large",
+                   detail: "The header section may hold at most \(Self.maxHeaderCount) fields and \(Self.maxHeaderBytes) bytes.")
+        } else {
+            refuse(context, status: .badRequest, title: "Bad request", detail: "The request is not valid HTTP (\(parserError)).")
+        }
+    }
+
+    /// What RFC 9112 forbids in a head that the parser accepted, if anything.
+    static func violation(_ head: HTTPRequestHead) -> String? {
+        let hosts = head.headers["host"].count
+        if hosts > 1 { return "A request may carry one Host header, not \(hosts)." }
+        if hosts == 0 && (head.version.major, head.version.minor) >= (1, 1) { return "A request of HTTP version 1.1 needs a Host header." }
+        return nil
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, status: HTTPResponseStatus, title: String, detail: String) {
+        refused = true
+        let body = #"{"type":"/problems/bad-request","title":"\#(title)","status":\#(status.code),"detail":"\#(detail.replacingOccurrences(of: "\"", with: "'"))"}"#
+        let headers = HTTPHeaders([
+            ("Content-Type", "application/problem+json"), ("Connection", "close"), ("Content-Length", String(body.utf8.count)),
+        ])
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolatedUnsafeUnchecked().whenComplete { _ in context.close(promise: nil) }
+    }
+}

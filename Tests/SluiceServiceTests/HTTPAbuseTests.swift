@@ -1,0 +1,56 @@
+import Foundation
+import SluiceTestSupport
+import Testing
+
+/// The HTTP layer of a replica against malformed and hostile requests, byte by byte.
+@Suite("HTTP-level abuse", .serialized)
+struct HTTPAbuseTests {
+    /// Sends `request` on a new connection; the answer and whether the replica closed the connection.
+    static func exchange(_ port: Int, _ request: String) throws -> (text: String, closed: Bool) {
+        let connection = try RawConnection(port: port)
+        connection.send(request)
+        return connection.receive(timeout: 2)
+    }
+
+    /// The status of every response in `text`, in order (no body here holds a status line).
+    static func statuses(_ text: String) -> [String] {
+        text.matches(of: /HTTP\/1\.[01] (\d{3})\s/).map { String($0.1) }
+    }
+
+    @Test func oversizedOrMalformedHeadsAreRefusedAndTheConnectionClosed() async throws {
+        let cluster = try await Cluster()
+        let port = cluster.replicas[0].port
+        let big = try Self.exchange(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 17 * 1024))\r\n\r\n")
+        #expect(Self.statuses(big.text) == ["431"] && big.closed && big.text.contains("application/problem+json"), "\(big.text.prefix(200))")
+        let many = (0..<101).map { "X-H\($0): v\r\n" }.joined()
+        let crowded = try Self.exchange(port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\(many)\r\n")
+        #expect(Self.statuses(crowded.text) == ["431"] && crowded.closed)
+        let fits = try Self.exchange(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Fits: \(String(repeating: "a", count: 12 * 1024))\r\n\r\n")
+        #expect(Self.statuses(fits.text) == ["200"])
+
+        let noHost = try Self.exchange(port, "GET /healthz HTTP/1.1\r\n\r\n")
+        #expect(Self.statuses(noHost.text) == ["400"] && noHost.closed, "\(noHost.text)")
+        let twoHosts = try Self.exchange(port, "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        #expect(Self.statuses(twoHosts.text) == ["400"] && twoHosts.closed)
+        let http10 = try Self.exchange(port, "GET /healthz HTTP/1.0\r\n\r\n")
+        #expect(http10.text.hasPrefix("HTTP/1.0 200") || http10.text.hasPrefix("HTTP/1.1 200"), "HTTP/1.0 needs no Host: \(http10.text)")
+        #expect(http10.closed, "HTTP/1.0 without keep-alive is closed after its answer")
+    }
+
+    @Test func smugglingNeverYieldsTwoRequestsAndPipeliningKeepsOrder() async throws {
+        let cluster = try await Cluster()
+        let port = cluster.replicas[0].port
+        let smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        for head in [
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 45\r\n\r\n",
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+        ] {
+            let answer = try Self.exchange(port, head + smuggled)
+            #expect(Self.statuses(answer.text) == ["400"] && answer.closed, "\(head.debugDescription): \(answer.text.prefix(300))")
+        }
+        let pipelined = try Self.exchange(port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(Self.statuses(pipelined.text) == ["200", "404", "200"], "\(pipelined.text)")
+    }
+}
