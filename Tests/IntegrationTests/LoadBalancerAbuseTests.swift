@@ -6,20 +6,14 @@ import Testing
 /// The HAProxy that `scripts/cluster up` runs (deploy/haproxy.cfg) against hostile clients.
 @Suite("HAProxy against slow and hostile clients", .serialized)
 struct LoadBalancerAbuseTests {
-    let directory: String
-    let lbPort: Int
-    let environment: [String: String]
+    // Plain HTTP: these attacks are on the HTTP layer, which the HTTPS frontend shares.
+    let script: ClusterScript
 
-    init() throws {
-        directory = try Repository.temporaryDirectory("sluice-lb-abuse")
-        lbPort = try RedisServer.freePort()
-        // Plain HTTP: these attacks are on the HTTP layer, which the HTTPS frontend shares.
-        environment = ["SLUICE_CLUSTER_DIR": directory, "SLUICE_LB_PORT": String(lbPort), "SLUICE_LB_TLS": "0", "SLUICE_BINARY": ServiceProcess.binary]
-    }
+    init() throws { script = try ClusterScript("sluice-lb-abuse", tls: false) }
 
-    private func cluster(_ command: String) throws -> (status: Int32, output: String) {
-        try runCommand([Repository.path("scripts/cluster"), command], environment: environment)
-    }
+    var lbPort: Int { script.lbPort }
+
+    private func cluster(_ command: String) throws -> (status: Int32, output: String) { try script.run(command) }
 
     /// One client (127.0.0.2) holds 4,200 slowloris connections, each trickling its headers a
     /// byte at a time and reconnecting when cut off; another client (127.0.0.1) must still get
@@ -29,7 +23,7 @@ struct LoadBalancerAbuseTests {
         defer { _ = try? cluster("down") }
         try #require(up.status == 0, "\(up.output.suffix(3000))")
         let base = "http://127.0.0.1:\(lbPort)"
-        let admin = try String(contentsOfFile: "\(directory)/secrets/sluice-admin-key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let admin = try script.adminKey()
         let created = try await HTTP.json("POST", "\(base)/v1/keys", key: admin, #"{"name":"victim","scopes":["predict"]}"#)
         let key = try #require(created.json?["key"] as? String, "\(created.status) \(created.text)")
         let body = #"{"features":{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}}"#
@@ -72,8 +66,7 @@ struct LoadBalancerAbuseTests {
 
         // With every replica gone, HAProxy's own 503 is problem+json with Retry-After.
         for replica in 1...3 {
-            let pid = try String(contentsOfFile: "\(directory)/pids/replica-\(replica).pid", encoding: .utf8)
-            kill(try #require(Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines))), SIGKILL)
+            kill(try script.pid("replica-\(replica)"), SIGKILL)
         }
         var unavailable: HTTP.Response?
         for _ in 0..<50 {

@@ -8,35 +8,24 @@ import Testing
 /// `scripts/cluster down` stops everything.
 @Suite("Local cluster behind HAProxy, load-tested", .serialized)
 struct LocalClusterTests {
-    let directory: String
-    let lbPort: Int
-    let httpPort: Int
-    let environment: [String: String]
+    // The load test comes from one address. A release `sluice loadtest` holds ~60 connections
+    // over TLS here; the debug build the tests run falls behind on two shared cores and opens
+    // more, past HAProxy's default 500 per address.
+    let script: ClusterScript
 
-    init() throws {
-        directory = try Repository.temporaryDirectory("sluice-cluster")
-        lbPort = try RedisServer.freePort()
-        httpPort = try RedisServer.freePort()
-        environment = [
-            "SLUICE_CLUSTER_DIR": directory, "SLUICE_LB_PORT": String(lbPort), "SLUICE_LB_HTTP_PORT": String(httpPort),
-            "SLUICE_BINARY": ServiceProcess.binary,
-            // The load test comes from one address. A release `sluice loadtest` holds ~60
-            // connections over TLS here; the debug build the tests run falls behind on two
-            // shared cores and opens more, past HAProxy's default 500 per address.
-            "SLUICE_LB_MAX_CONN_PER_SOURCE": "4000",
-        ]
-    }
+    init() throws { script = try ClusterScript("sluice-cluster", extra: ["SLUICE_LB_MAX_CONN_PER_SOURCE": "4000"]) }
 
-    private func cluster(_ command: String) throws -> (status: Int32, output: String) {
-        try runCommand([Repository.path("scripts/cluster"), command], environment: environment)
-    }
+    var directory: String { script.directory }
+    var lbPort: Int { script.lbPort }
+    var httpPort: Int { script.httpPort }
+    var ca: String { script.ca }
+
+    private func cluster(_ command: String) throws -> (status: Int32, output: String) { try script.run(command) }
 
     private func loadTest(_ extra: [String]) -> [String] {
-        [ServiceProcess.binary, "loadtest", "--url", "https://127.0.0.1:\(lbPort)", "--cacert", ca, "--admin-key-file", "\(directory)/secrets/sluice-admin-key",
+        [ServiceProcess.binary, "loadtest", "--url", "https://127.0.0.1:\(lbPort)", "--cacert", ca, "--admin-key-file", script.adminKeyFile,
          "--polite", "--json"] + extra
     }
-
-    private var ca: String { "\(directory)/secrets/sluice-lb-ca.crt" }
 
     /// `curl` against the load balancer, trusting the cluster's CA: the status line, headers and body.
     private func curl(_ arguments: [String]) throws -> String {
@@ -50,9 +39,7 @@ struct LocalClusterTests {
         return try #require(json?["keys"] as? [[String: Any]], "no report in: \(output.suffix(2000))")
     }
 
-    private func pid(_ name: String) throws -> Int32 {
-        try #require(Int32(try String(contentsOfFile: "\(directory)/pids/\(name).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
-    }
+    private func pid(_ name: String) throws -> Int32 { try script.pid(name) }
 
     @Test func globalLimitsHoldThroughTheLoadBalancerAndSurviveALostReplica() async throws {
         let up = try cluster("up")
@@ -82,7 +69,7 @@ struct LocalClusterTests {
             #expect(mode == 0o600, "\(secret) is \(String(mode ?? 0, radix: 8))")
         }
         // A key created now must still work after `down` and `up` (Redis' AOF keeps everything).
-        let admin = try String(contentsOfFile: "\(directory)/secrets/sluice-admin-key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let admin = try script.adminKey()
         let created = try curl(["-X", "POST", "https://127.0.0.1:\(lbPort)/v1/keys", "-H", "Authorization: Bearer \(admin)",
                                 "-H", "Content-Type: application/json", "-d", #"{"name":"survivor","scopes":["predict"]}"#])
         let survivor = try #require(created.firstMatch(of: /"key":"(sk_[^"]+)"/).map { String($0.1) }, "\(created)")

@@ -14,17 +14,10 @@ struct RedisACLTests {
         let redis = try RedisServer(arguments: ["--aclfile", aclFile])
 
         // A replica and a worker run the whole queue path as their own users.
-        let adminKey = APIKey.generate().revealed
-        let signingKey = Repository.randomSecret()
-        let replica = try ServiceProcess(redisURL: redis.url, environment: [
-            "SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey,
-            "REDIS_USERNAME": "sluice-replica", "REDIS_PASSWORD_FILE": "\(secrets)/sluice-replica",
-        ])
-        try await replica.waitUntilReady()
-        let worker = try ServiceProcess("worker", redisURL: redis.url, environment: [
-            "SLUICE_MODEL_SIGNING_KEY": signingKey, "REDIS_USERNAME": "sluice-worker", "REDIS_PASSWORD_FILE": "\(secrets)/sluice-worker",
-        ])
-        try await worker.waitUntilHealthy()
+        let processes = ACLProcesses(redisURL: redis.url, passwords: secrets)
+        let adminKey = processes.adminKey
+        let replica = try await processes.replica()
+        let worker = try await processes.worker()
         let created = try await HTTP.json(
             "POST", "\(replica.baseURL)/v1/keys", key: adminKey,
             #"{"name":"acl","scopes":["predict"],"policies":[{"name":"default","rate":2,"period":1,"burst":1}],"overflow":"queue"}"#)

@@ -15,13 +15,9 @@ struct RedisRestartTests {
         let redis = try RedisServer(arguments: [
             "--aclfile", aclFile, "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
         ])
-        let adminKey = APIKey.generate().revealed
-        let signingKey = Repository.randomSecret()
-        let replica = try ServiceProcess(redisURL: redis.url, environment: [
-            "SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey,
-            "REDIS_USERNAME": "sluice-replica", "REDIS_PASSWORD_FILE": "\(secrets)/sluice-replica",
-        ])
-        try await replica.waitUntilReady()
+        let processes = ACLProcesses(redisURL: redis.url, passwords: secrets)
+        let adminKey = processes.adminKey
+        let replica = try await processes.replica()
         func createKey(_ body: String) async throws -> String {
             let created = try await HTTP.json("POST", "\(replica.baseURL)/v1/keys", key: adminKey, body)
             return try #require(created.json?["key"] as? String, "\(created.status) \(created.text)")
@@ -52,10 +48,7 @@ struct RedisRestartTests {
         #expect(try await HTTP.json("POST", "\(replica.baseURL)/v1/predict", key: drained, body).status == 429)
 
         // Every job accepted before the kill completes after the restart, each exactly once.
-        let worker = try ServiceProcess("worker", redisURL: redis.url, environment: [
-            "SLUICE_MODEL_SIGNING_KEY": signingKey, "REDIS_USERNAME": "sluice-worker", "REDIS_PASSWORD_FILE": "\(secrets)/sluice-worker",
-        ], arguments: ["--visibility-timeout", "2"])
-        try await worker.waitUntilHealthy()
+        let worker = try await processes.worker()
         var lost: [String] = []
         for location in locations {
             var status = 0
