@@ -48,7 +48,9 @@ struct AccessControl: Sendable {
 
     /// Policy names a key may not give its own policies: they name Sluice's own limiter state
     /// under the key's id (the daily quota, polling jobs, uploads to train) or per address.
-    static let reservedPolicyNames: Set<String> = ["daily", failedAuthPolicy.name, jobStatusPolicy.name, "training"]
+    static let reservedPolicyNames: Set<String> = [
+        "daily", failedAuthPolicy.name, jobStatusPolicy.name, ServiceConfiguration.trainingPolicy(perHour: 1, burst: 1).name,
+    ]
 
     /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when
     /// one comes within `horizon`; a denial is a `429` with `Retry-After`.

@@ -27,7 +27,12 @@ public struct ServiceConfiguration: Sendable {
     public var modelRetention = 20
     /// Uploads per key to `POST /v1/models`, on top of the key's own limits (`--training-rate`
     /// per hour, `--training-burst`); the name is reserved for it.
-    public var trainingPolicy = Policy(name: "training", rate: 12, period: .seconds(3600), burst: 3)
+    public var trainingPolicy = Self.trainingPolicy(perHour: 12, burst: 3)
+
+    /// `perHour` uploads per key, `burst` of them at once; charged under the reserved name `training`.
+    public static func trainingPolicy(perHour: Int, burst: Int) -> Policy {
+        Policy(name: "training", rate: perHour, period: .seconds(3600), burst: burst)
+    }
 
     /// Reads and checks the required secrets; any problem is a refusal to start that names the
     /// variable, never its value.

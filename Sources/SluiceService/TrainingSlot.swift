@@ -3,9 +3,10 @@ import Synchronization
 
 /// Runs model training off the request path: on a thread of its own at a lower CPU priority,
 /// one training per replica at a time. Training a 64 KiB upload takes ~0.5 s of CPU; on the
-/// cooperative pool (two threads on two cores) two uploads stalled every prediction (predict
-/// p50 went from 2 ms to 192 ms). A second upload while one trains is refused with a 429 rather
-/// than queued: the client retries after a second, and a replica never holds a backlog of them.
+/// cooperative pool (two threads on two cores) two uploads stalled the predictions around them
+/// (scripts/bench-training: p99 307 ms, throughput ÷ 9; here p99 8.9 ms, ÷ 1.4). A second upload
+/// while one trains is refused with a 429 rather than queued: the client retries after a second,
+/// and a replica never holds a backlog of them.
 final class TrainingSlot: Sendable {
     private let busy = Atomic<Bool>(false)
 

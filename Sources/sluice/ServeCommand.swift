@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceAuth
-import SluiceLimiter
 import SluiceSecrets
 import SluiceService
 
@@ -82,8 +81,8 @@ struct ServeCommand: AsyncParsableCommand {
             default: throw ValidationError("--tls-cert and --tls-key go together")
             }
             configuration.modelRetention = try positive(modelRetention, "SLUICE_MODEL_RETENTION", environment) ?? 20
-            configuration.trainingPolicy = Policy(
-                name: "training", rate: try positive(trainingRate, "SLUICE_TRAINING_RATE", environment) ?? 12, period: .seconds(3600),
+            configuration.trainingPolicy = ServiceConfiguration.trainingPolicy(
+                perHour: try positive(trainingRate, "SLUICE_TRAINING_RATE", environment) ?? 12,
                 burst: try positive(trainingBurst, "SLUICE_TRAINING_BURST", environment) ?? 3)
         } catch {
             // Refuse to start unsafely; the message names the variable, never its value.
