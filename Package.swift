@@ -45,14 +45,14 @@ let package = Package(
         .target(
             name: "SluiceLimiter",
             dependencies: ["SluiceCore", "SluiceRedis"],
-            exclude: ["lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua"],
+            exclude: ["lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua", "lua/lock_release.lua"],
             resources: [.embedInCode("lua/gcra.lua")]
         ),
         // The durable queue of deferred jobs over lua/queue_*.lua: enqueue, claim, complete.
         .target(
             name: "SluiceQueue",
             dependencies: ["SluiceCore", "SluiceRedis"],
-            exclude: ["lua/gcra.lua"],
+            exclude: ["lua/gcra.lua", "lua/lock_release.lua"],
             resources: [
                 .embedInCode("lua/queue_enqueue.lua"), .embedInCode("lua/queue_claim.lua"), .embedInCode("lua/queue_complete.lua"),
             ]
@@ -68,8 +68,10 @@ let package = Package(
                 "SluiceCore", "SluiceRedis", "SluiceSecrets",
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["data/README.md"],
-            resources: [.embedInCode("data/iris.csv")]
+            exclude: [
+                "data/README.md", "lua/gcra.lua", "lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua",
+            ],
+            resources: [.embedInCode("data/iris.csv"), .embedInCode("lua/lock_release.lua")]
         ),
         // API keys (format, hashing, scopes) and their records in Redis.
         .target(

@@ -107,7 +107,7 @@ public struct ModelRegistry: Sendable {
             if lock.string == "OK" {
                 let artifact = try await store(train())
                 try await activate(artifact.version)
-                _ = try await run(RedisCommand("DEL", "sluice:{models}:bootstrap-lock"))
+                try await releaseBootstrapLock(owner: owner)
                 return artifact.version
             }
             do {
@@ -118,6 +118,18 @@ public struct ModelRegistry: Sendable {
         }
         throw .notFound(version: 0)
     }
+
+    /// Deletes the bootstrap lock if `owner` still holds it; true when it did.
+    @discardableResult
+    func releaseBootstrapLock(owner: String) async throws(ModelError) -> Bool {
+        do {
+            return try await client.evaluate(Self.lockRelease, keys: ["sluice:{models}:bootstrap-lock"], arguments: [owner]).int == 1
+        } catch {
+            throw .redis(error)
+        }
+    }
+
+    static let lockRelease = RedisScript(name: "lock_release", source: PackageResources.lock_release_lua)
 
     private func run(_ command: RedisCommand) async throws(ModelError) -> RedisReply {
         do {

@@ -85,7 +85,9 @@ public struct SluiceServer: Sendable {
     /// Makes sure a model is active (training version 1 on the very first start, one replica
     /// only), then keeps the served model in step with the active version.
     private func prepareModel() async {
-        let owner = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        // Host and pid name the holder in Redis; the random part keeps two holders apart even if
+        // a restarted process gets the same pid.
+        let owner = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt64.random(in: .min ... .max))"
         while !Task.isCancelled {
             do {
                 let iris = try IrisDataset.load()

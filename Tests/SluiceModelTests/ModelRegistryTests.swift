@@ -70,5 +70,33 @@ struct ModelRegistryTests {
         #expect(trainings.value == 1)
         #expect(Set(versions) == [1])
         #expect(try await registry.versions() == [1])
+        #expect(try await client.send("EXISTS", "sluice:{models}:bootstrap-lock").int == 0, "the winner released its lock")
+    }
+
+    @Test func aLockIsReleasedOnlyByItsHolder() async throws {
+        let client = try RedisServer.sharedClient()
+        defer { client.shutdown() }
+        let registry = ModelRegistry(client: client, signer: try #require(ArtifactSigner(key: signingKey)))
+        // The first holder's lock expired and another replica took it: the first must not delete it.
+        _ = try await client.send("SET", "sluice:{models}:bootstrap-lock", "replica-b", "PX", "30000")
+        #expect(try await registry.releaseBootstrapLock(owner: "replica-a") == false)
+        #expect(try await client.send("GET", "sluice:{models}:bootstrap-lock").string == "replica-b")
+        #expect(try await registry.releaseBootstrapLock(owner: "replica-b") == true)
+        #expect(try await client.send("EXISTS", "sluice:{models}:bootstrap-lock").int == 0)
+    }
+
+    @Test func retentionKeepsTheActiveThePreviousAndTheNewest() async throws {
+        let server = try RedisServer()
+        let client = server.client()
+        defer { client.shutdown() }
+        let registry = ModelRegistry(client: client, signer: try #require(ArtifactSigner(key: signingKey)))
+        let iris = try IrisDataset.load()
+        for _ in 1...8 { _ = try await registry.store(LogisticRegression().train(iris, trainedBy: "test")) }
+        try await registry.activate(2)
+        try await registry.activate(3)  // 2 becomes the previous one
+        #expect(try await registry.prune(retention: 3) == [1, 4, 5])
+        #expect(try await registry.versions() == [2, 3, 6, 7, 8])
+        #expect(try await client.send("EXISTS", "sluice:{models}:artifact:1").int == 0)
+        await #expect(throws: ModelError.notFound(version: 4)) { try await registry.load(4) }
     }
 }
