@@ -1,4 +1,6 @@
+import Foundation
 import NIOCore
+import SluiceCore
 import NIOHTTP1
 
 /// Between NIO's HTTP/1.1 parser and Hummingbird: what the parser refuses (a header section over
@@ -27,7 +29,18 @@ final class HTTPProtocolGuard: ChannelDuplexHandler, RemovableChannelHandler {
         guard !refused else { return }
         if case .head(let head) = unwrapInboundIn(data) {
             if let reason = Self.violation(head) {
-                refuse(context, status: .badRequest, title: "Bad request", detail: reason)
+                refuse(context, status: .badRequest, type: "bad-request", title: "Bad request", detail: reason)
+                return
+            }
+            // A body in an encoding nobody here decodes would be read as garbage (RFC 9110 15.5.16).
+            if let encoding = head.headers["content-encoding"].first(where: { $0.lowercased() != "identity" }) {
+                refuse(context, status: .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported content encoding",
+                       detail: "Content-Encoding \(encoding) is not accepted; send the body unencoded.")
+                return
+            }
+            // The only expectation there is (RFC 9110 10.1.1).
+            if let expectation = head.headers["expect"].first(where: { $0.lowercased() != "100-continue" }) {
+                refuse(context, status: .expectationFailed, type: "expectation-failed", title: "Expectation failed", detail: "Expect \(expectation) cannot be met.")
                 return
             }
             closeAfterResponse.append(!head.isKeepAlive)
@@ -51,10 +64,10 @@ final class HTTPProtocolGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
         guard !refused else { return }
         if parserError == .headerOverflow {
-            refuse(context, status: .requestHeaderFieldsTooLarge, title: "Request header fields too large",
+            refuse(context, status: .requestHeaderFieldsTooLarge, type: "headers-too-large", title: "Request header fields too large",
                    detail: "The header section may hold at most \(Self.maxHeaderCount) fields and \(Self.maxHeaderBytes) bytes.")
         } else {
-            refuse(context, status: .badRequest, title: "Bad request", detail: "The request is not valid HTTP (\(parserError)).")
+            refuse(context, status: .badRequest, type: "bad-request", title: "Bad request", detail: "The request is not valid HTTP (\(parserError)).")
         }
     }
 
@@ -66,9 +79,15 @@ final class HTTPProtocolGuard: ChannelDuplexHandler, RemovableChannelHandler {
         return nil
     }
 
-    private func refuse(_ context: ChannelHandlerContext, status: HTTPResponseStatus, title: String, detail: String) {
+    /// The problem body, encoded (a detail may quote a client's header value).
+    private struct ProblemBody: Encodable {
+        var type: String, title: String, status: Int, detail: String
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, status: HTTPResponseStatus, type: String, title: String, detail: String) {
         refused = true
-        let body = #"{"type":"/problems/bad-request","title":"\#(title)","status":\#(status.code),"detail":"\#(detail.replacingOccurrences(of: "\"", with: "'"))"}"#
+        let encoded = (try? JSONEncoder.sluice.encode(ProblemBody(type: "/problems/\(type)", title: title, status: Int(status.code), detail: detail))) ?? Data()
+        let body = String(decoding: encoded, as: UTF8.self)
         let headers = HTTPHeaders([
             ("Content-Type", "application/problem+json"), ("Connection", "close"), ("Content-Length", String(body.utf8.count)),
         ])
