@@ -36,7 +36,7 @@ let package = Package(
         .target(
             name: "SluiceRedis",
             dependencies: [
-                "CHiredis",
+                "CHiredis", "SluiceSecrets",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]

@@ -46,7 +46,7 @@ final class HiredisSession {
 
     private func handshake() throws(RedisError) {
         var commands: [RedisCommand] = []
-        if let password = configuration.password {
+        if let password = configuration.password?.revealed {
             commands.append(
                 configuration.username.map { RedisCommand("AUTH", $0, password) } ?? RedisCommand("AUTH", password)
             )

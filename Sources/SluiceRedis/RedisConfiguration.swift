@@ -1,3 +1,5 @@
+import SluiceSecrets
+
 /// Where and how to connect to Redis.
 ///
 /// Built from a URL, `redis://[user:password@]host:port[/db]` or `unix:///path/to/socket[?db=N]`.
@@ -18,8 +20,8 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
     public var endpoint: Endpoint
     /// Redis 6 ACL user; `nil` authenticates as `default` (password only) or not at all.
     public var username: String?
-    /// Never logged, never part of an error message.
-    public var password: String?
+    /// Never logged, never part of an error message: a `Secret` prints as `<redacted>`.
+    public var password: Secret?
     public var database: Int
     public var connectTimeout: Duration
     /// Bounds every round trip; a connection that exceeds it is dropped and re-established.
@@ -44,7 +46,7 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
     ) {
         self.endpoint = endpoint
         self.username = username
-        self.password = password
+        self.password = password.map(Secret.init)
         self.database = database
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
