@@ -58,6 +58,12 @@ public struct Problem: HTTPResponseError, Sendable {
             detail: "Send the body as \(accepted.joined(separator: " or ")).")
     }
 
+    /// The client went away before its body arrived in full. Nobody reads the answer; 499 (as
+    /// nginx logs it) keeps such requests apart from real errors in the access log and metrics.
+    static let clientClosedRequest = Problem(
+        status: .init(code: 499, reasonPhrase: "Client Closed Request"), type: "/problems/client-closed-request",
+        title: "Client closed request", detail: "The connection closed before the request body arrived in full.")
+
     static func tooLarge(limit: Int) -> Problem {
         Problem(status: .contentTooLarge, type: "/problems/body-too-large", title: "Request body too large",
                 detail: "The body exceeds \(limit) bytes.")

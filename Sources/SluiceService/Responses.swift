@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import SluiceCore
 
 extension Response {
@@ -16,9 +17,18 @@ extension Request {
     func collectedBody(limit: Int) async throws(Problem) -> [UInt8] {
         do {
             let buffer = try await body.collect(upTo: limit)
+            // A connection that closes mid-body ends the stream early rather than failing it.
+            if let declared = headers[.contentLength].flatMap(Int.init), buffer.readableBytes < declared {
+                throw Problem.clientClosedRequest
+            }
             return Array(buffer.readableBytesView)
-        } catch {
+        } catch let problem as Problem {
+            throw problem
+        } catch is NIOTooManyBytesError {
             throw Problem.tooLarge(limit: limit)
+        } catch {
+            // The client hung up (or its connection broke) mid-body: not a 413.
+            throw Problem.clientClosedRequest
         }
     }
 

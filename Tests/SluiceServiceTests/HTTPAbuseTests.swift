@@ -41,6 +41,17 @@ struct HTTPAbuseTests {
         #expect(http10.closed, "HTTP/1.0 without keep-alive is closed after its answer")
     }
 
+    @Test func aClientHangingUpMidBodyIsLoggedAsCancelledNotTooLarge() async throws {
+        let cluster = try await Cluster()
+        let key = try await cluster.createKey(scopes: ["predict"]).key
+        try RedisServer.sendAndHangUp(
+            port: cluster.replicas[0].port,
+            "POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(key)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"features\":",
+            after: 0.3)
+        try waitUntil(timeout: 5) { cluster.replicas[0].log.contains("status=499") }
+        #expect(!cluster.replicas[0].log.contains("status=413"))
+    }
+
     @Test func smugglingNeverYieldsTwoRequestsAndPipeliningKeepsOrder() async throws {
         let cluster = try await Cluster()
         let port = cluster.replicas[0].port
