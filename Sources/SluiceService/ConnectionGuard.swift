@@ -59,7 +59,7 @@ struct GuardedHTTP1Channel: HTTPChannelHandler {
                 inner: HTTP1Channel(
                     responder: responder,
                     configuration: .init(
-                        additionalChannelHandlers: [RequestProgressObserver()], idleTimeout: .init(limits.idleTimeout),
+                        idleTimeout: .init(limits.idleTimeout),
                         httpDecoderConfiguration: .init(
                             maxHeaderFieldSize: HTTPProtocolGuard.maxHeaderBytes, maxHeaderListSize: HTTPProtocolGuard.maxHeaderBytes,
                             maxHeaderFieldCount: HTTPProtocolGuard.maxHeaderCount))),
@@ -88,18 +88,18 @@ struct GuardedHTTP1Channel: HTTPChannelHandler {
         let readTimeout = TimeAmount(limits.readTimeout)
         let inner = self.inner
         let tls = self.tls?.current
-        return channel.eventLoop.makeCompletedFuture {
-            // Bytes in: TLS (if any), then the read deadline (which so also bounds a slow
-            // handshake), then Hummingbird's HTTP handlers.
+        // Hummingbird's HTTP handlers first; then, around them, from the socket inwards: TLS (if
+        // any), the read deadline (which so also bounds a slow handshake), NIO's parser, the
+        // protocol guard, the conversion to HTTP types, the progress observer. All of it runs in
+        // the channel initializer, before the first read.
+        return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
             let deadline = RequestReadDeadline(timeout: readTimeout, onTimeout: { metrics.readTimeouts.increment() })
-            try channel.pipeline.syncOperations.addHandler(deadline, position: .first)
-            if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first) }
-        }.flatMap {
-            inner.setup(channel: channel, logger: logger)
-        }.flatMapThrowing { value in
-            // Right after NIO's parser, before the conversion to HTTP types.
-            let codec = try channel.pipeline.syncOperations.context(handlerType: HTTP1ToHTTPServerCodec.self)
-            try channel.pipeline.syncOperations.addHandler(HTTPProtocolGuard(), position: .before(codec.handler))
+            try pipeline.addHandler(deadline, position: .first)
+            if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls), position: .first) }
+            let codec = try pipeline.context(handlerType: HTTP1ToHTTPServerCodec.self)
+            try pipeline.addHandler(HTTPProtocolGuard(), position: .before(codec.handler))
+            try pipeline.addHandler(RequestProgressObserver(deadline: deadline), position: .after(codec.handler))
             return value
         }
     }
@@ -137,50 +137,53 @@ final class ConnectionGate: Sendable {
     }
 }
 
-/// What ``RequestProgressObserver`` tells ``RequestReadDeadline`` (as an outbound user event,
-/// which travels from the HTTP layer down to the byte layer).
-enum RequestProgress {
-    case head, end, responseEnd
-}
-
-/// Sees decoded request parts and written response parts and reports where the request is.
+/// Sees decoded request parts and written response parts and tells ``RequestReadDeadline``
+/// where the request is (a direct call: both live on the channel's event loop).
 final class RequestProgressObserver: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
+    private let deadline: RequestReadDeadline
+
+    init(deadline: RequestReadDeadline) { self.deadline = deadline }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head: context.triggerUserOutboundEvent(RequestProgress.head, promise: nil)
-        case .end: context.triggerUserOutboundEvent(RequestProgress.end, promise: nil)
+        case .head: deadline.headRead()
+        case .end: deadline.requestRead()
         case .body: break
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { context.triggerUserOutboundEvent(RequestProgress.responseEnd, promise: nil) }
+        if case .end = unwrapOutboundIn(data) { deadline.responseWritten() }
         context.write(data, promise: promise)
     }
 }
 
-/// The read deadline, on raw bytes so that it sees a request before its headers parse: a timer
-/// starts at a request's first byte (or when a connection opens) and is cancelled once the request
-/// has been read in full. A slowloris client trickling one byte a second never gets past it,
-/// unlike an idle timer that every byte would reset.
-final class RequestReadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
+/// The read deadline, on raw bytes so that it sees a request before its headers parse: a request
+/// must arrive in full within `timeout` of its first byte (or of the connection opening). A
+/// slowloris client trickling one byte a second never gets past it, unlike an idle timer that
+/// every byte would reset. The timer is lazy: finishing a request only clears the expiry, and a
+/// timer that fires early re-arms itself for the current one, so a keep-alive connection costs
+/// one scheduled task per `timeout`, not one per request.
+final class RequestReadDeadline: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private enum Phase { case idle, reading, awaitingResponse }
     private let timeout: TimeAmount
     private let onTimeout: @Sendable () -> Void
-    private var phase = Phase.reading
+    private var phase = Phase.idle
     private var headSeen = false
+    /// When the request being read must be complete; nil when none is being read.
+    private var expiry: NIODeadline?
     private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
 
     init(timeout: TimeAmount, onTimeout: @escaping @Sendable () -> Void) {
         self.timeout = timeout
@@ -188,67 +191,68 @@ final class RequestReadDeadline: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { startTimer(context) }
+        self.context = context
+        if context.channel.isActive { beginRequest() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        startTimer(context)
+        if phase == .idle { beginRequest() }
         context.fireChannelActive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { cancelTimer() }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        cancelTimer()
-        context.fireChannelInactive()
-    }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if phase == .idle { beginRequest(context) }
+        if phase == .idle { beginRequest() }
         context.fireChannelRead(data)
     }
 
-    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-        guard let progress = event as? RequestProgress else {
-            context.triggerUserOutboundEvent(event, promise: promise)
+    /// A request head was decoded (a pipelined one, buffered meanwhile, may start here).
+    func headRead() {
+        if phase == .idle { beginRequest() }
+        headSeen = true
+    }
+
+    /// The request was read in full: no deadline until the next one.
+    func requestRead() {
+        expiry = nil
+        phase = .awaitingResponse
+    }
+
+    /// Its answer was written.
+    func responseWritten() {
+        if phase == .awaitingResponse { phase = .idle }
+        headSeen = false
+    }
+
+    private func beginRequest() {
+        phase = .reading
+        let expiry = NIODeadline.now() + timeout
+        self.expiry = expiry
+        if timer == nil { schedule(at: expiry) }
+    }
+
+    private func schedule(at deadline: NIODeadline) {
+        guard let context else { return }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in fire() }
+    }
+
+    private func fire() {
+        timer = nil
+        guard phase == .reading, let expiry, let context else { return }
+        if expiry > .now() {
+            schedule(at: expiry)  // an earlier request's timer: re-arm for this one
             return
         }
-        switch progress {
-        case .head:
-            // A pipelined request buffered while the previous one was answered starts here.
-            if phase == .idle { beginRequest(context) }
-            headSeen = true
-        case .end:
-            cancelTimer()
-            phase = .awaitingResponse
-        case .responseEnd:
-            if phase == .awaitingResponse { phase = .idle }
-            headSeen = false
+        onTimeout()
+        if !headSeen {
+            context.writeAndFlush(wrapOutboundOut(Self.requestTimeout), promise: nil)
         }
-        promise?.succeed()
-    }
-
-    private func beginRequest(_ context: ChannelHandlerContext) {
-        phase = .reading
-        startTimer(context)
-    }
-
-    private func startTimer(_ context: ChannelHandlerContext) {
-        guard timer == nil else { return }
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            timer = nil
-            guard phase == .reading else { return }
-            onTimeout()
-            if !headSeen {
-                context.writeAndFlush(wrapOutboundOut(Self.requestTimeout), promise: nil)
-            }
-            context.close(promise: nil)
-        }
-    }
-
-    private func cancelTimer() {
-        timer?.cancel()
-        timer = nil
+        context.close(promise: nil)
     }
 
     /// 408 as problem+json, written before the headers parsed (no HTTP layer to ask yet).
