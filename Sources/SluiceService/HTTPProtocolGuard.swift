@@ -1,6 +1,4 @@
-import Foundation
 import NIOCore
-import SluiceCore
 import NIOHTTP1
 
 /// Between NIO's HTTP/1.1 parser and Hummingbird: what the parser refuses (a header section over
@@ -79,20 +77,15 @@ final class HTTPProtocolGuard: ChannelDuplexHandler, RemovableChannelHandler {
         return nil
     }
 
-    /// The problem body, encoded (a detail may quote a client's header value).
-    private struct ProblemBody: Encodable {
-        var type: String, title: String, status: Int, detail: String
-    }
-
     private func refuse(_ context: ChannelHandlerContext, status: HTTPResponseStatus, type: String, title: String, detail: String) {
         refused = true
-        let encoded = (try? JSONEncoder.sluice.encode(ProblemBody(type: "/problems/\(type)", title: title, status: Int(status.code), detail: detail))) ?? Data()
-        let body = String(decoding: encoded, as: UTF8.self)
+        // Encoded like every problem (a detail may quote a client's header value).
+        let body = Problem(status: .init(code: Int(status.code)), type: "/problems/\(type)", title: title, detail: detail).encodedBody
         let headers = HTTPHeaders([
-            ("Content-Type", "application/problem+json"), ("Connection", "close"), ("Content-Length", String(body.utf8.count)),
+            ("Content-Type", "application/problem+json"), ("Connection", "close"), ("Content-Length", String(body.count)),
         ])
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolatedUnsafeUnchecked().whenComplete { _ in context.close(promise: nil) }
     }
 }

@@ -35,8 +35,15 @@ public struct Problem: HTTPResponseError, Sendable {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder.sluice.encode(body))))
     }
 
+    /// The body alone, for the connection-level handlers that answer before Hummingbird has a
+    /// request (a read timeout, a refused head): the same encoding as every other problem.
+    var encodedBody: [UInt8] {
+        Array((try? JSONEncoder.sluice.encode(ProblemBody(type: type, title: title, status: status.code, detail: detail))) ?? Data())
+    }
+
     private struct ProblemBody: Encodable {
-        var type: String, title: String, status: Int, detail: String, instance: String
+        var type: String, title: String, status: Int, detail: String
+        var instance: String?
         var errors: [FieldError]?
         var policy: String?
         var retry_after: Int?
