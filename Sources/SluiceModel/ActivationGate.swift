@@ -1,3 +1,11 @@
+extension LogisticRegression {
+    /// Version 1 of every deployment: trained (deterministically) on the shipped data set.
+    public static func bootstrapModel() throws -> ModelArtifact {
+        let iris = try IrisDataset.load()
+        return LogisticRegression().train(iris, reference: iris, trainedBy: "bootstrap")
+    }
+}
+
 /// Whether a model trained from uploaded data may go live without an admin.
 ///
 /// A candidate is activated automatically only when its accuracy on the reference set is at
@@ -19,9 +27,7 @@ public struct ActivationGate: Sendable, Equatable {
     /// The gate whose floor is the bootstrap model's reference accuracy less ``bootstrapMargin``:
     /// the model every deployment starts from, trained deterministically on the shipped data set.
     public static func fromBootstrapModel() throws -> ActivationGate {
-        let iris = try IrisDataset.load()
-        let accuracy = LogisticRegression().train(iris, reference: iris, trainedBy: "bootstrap").metrics.referenceAccuracy
-        return ActivationGate(floor: accuracy - bootstrapMargin)
+        ActivationGate(floor: try LogisticRegression.bootstrapModel().metrics.referenceAccuracy - bootstrapMargin)
     }
 
     public enum Verdict: Sendable, Equatable {

@@ -90,10 +90,8 @@ public struct SluiceServer: Sendable {
         let owner = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt64.random(in: .min ... .max))"
         while !Task.isCancelled {
             do {
-                let iris = try IrisDataset.load()
-                _ = try await models.registry.bootstrap(owner: owner) {
-                    LogisticRegression().train(iris, reference: iris, trainedBy: "bootstrap")
-                }
+                let model = try LogisticRegression.bootstrapModel()
+                _ = try await models.registry.bootstrap(owner: owner) { model }
                 break
             } catch {
                 logger.warning("no active model yet; retrying", metadata: ["error": "\(error)"])
