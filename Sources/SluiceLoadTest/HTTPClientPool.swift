@@ -50,6 +50,9 @@ public final class HTTPClientPool: Sendable {
     public let host: String
     public let port: Int
     public let maximumConnections: Int
+    /// Idle time after which a keep-alive connection is not reused: below common servers'
+    /// keep-alive timeouts (HAProxy's 10 s in deploy/haproxy.cfg, nginx's and Hummingbird's 60 s).
+    static let maximumIdle: Duration = .seconds(4)
     private let tls: NIOSSLContext?
     private let state = Mutex(State())
 
@@ -156,7 +159,16 @@ public final class HTTPClientPool: Sendable {
                     }
                     pending.continuation.resume(returning: response)
                     if response.headers["connection"].contains(where: { $0.lowercased() == "close" }) { return }
+                    let idleSince = ContinuousClock.now
                     current = await next()
+                    // A connection idle this long may be closed by the server at the very moment
+                    // it is reused (HAProxy's keep-alive timeout here is 10 s): hand the request
+                    // to a fresh connection instead of racing the close.
+                    if let pending = current, ContinuousClock.now - idleSince > Self.maximumIdle {
+                        state.withLock { $0.queue.prepend(pending) }
+                        current = nil
+                        return
+                    }
                 }
             }
         } catch {
