@@ -52,7 +52,7 @@ public final class HTTPClientPool: Sendable {
     public let maximumConnections: Int
     /// Idle time after which a keep-alive connection is not reused: below common servers'
     /// keep-alive timeouts (HAProxy's 10 s in deploy/haproxy.cfg, nginx's and Hummingbird's 60 s).
-    static let maximumIdle: Duration = .seconds(4)
+    static let maximumIdle: Duration = .seconds(8)
     private let tls: NIOSSLContext?
     private let state = Mutex(State())
 
@@ -133,7 +133,7 @@ public final class HTTPClientPool: Sendable {
         do {
             let (tls, host) = (self.tls, self.host)
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.seconds(2))
+                .connectTimeout(.seconds(5))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         if let tls {
