@@ -117,10 +117,3 @@ extension Date {
         self.init(timeIntervalSince1970: Double(microseconds) / 1_000_000)
     }
 }
-
-extension HTTPField.Name {
-    static let prefer = Self("Prefer")!
-    static let preferenceApplied = Self("Preference-Applied")!
-    static let sluiceDelay = Self("Sluice-Delay")!
-    static let sluiceSlot = Self("Sluice-Slot")!
-}

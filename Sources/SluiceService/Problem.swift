@@ -95,6 +95,15 @@ public struct Problem: HTTPResponseError, Sendable {
         Problem(status: .notFound, type: "/problems/not-found", title: "Not found", detail: detail)
     }
 
+    /// The path exists, the method does not: `Allow` lists the methods that do.
+    static func methodNotAllowed(allowed: [String]) -> Problem {
+        var problem = Problem(
+            status: .methodNotAllowed, type: "/problems/method-not-allowed", title: "Method not allowed",
+            detail: "This resource answers \(allowed.joined(separator: ", ")).")
+        problem.headers[.allow] = allowed.joined(separator: ", ")
+        return problem
+    }
+
     static func conflict(_ detail: String) -> Problem {
         Problem(status: .conflict, type: "/problems/conflict", title: "Conflict", detail: detail)
     }
@@ -109,11 +118,4 @@ public struct Problem: HTTPResponseError, Sendable {
         Problem(status: .serviceUnavailable, type: "/problems/unavailable", title: "Service unavailable",
                 detail: detail, retryAfter: 1)
     }
-}
-
-extension HTTPField.Name {
-    static let apiKey = Self("X-API-Key")!
-    static let rateLimit = Self("RateLimit")!
-    static let rateLimitPolicy = Self("RateLimit-Policy")!
-    static let forwardedFor = Self("X-Forwarded-For")!
 }

@@ -39,13 +39,14 @@ public struct SluiceServer: Sendable {
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
     public func run() async throws {
-        let router = Router(context: SluiceRequestContext.self)
+        let router = Router(context: SluiceRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: RequestLogMiddleware(metrics: metrics))
         addOperationalRoutes(to: router)
         addPredictionRoutes(to: router)
         addModelRoutes(to: router)
         addKeyRoutes(to: router)
         addJobRoutes(to: router)
+        router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
         let app = Application(
             router: router,
             server: GuardedHTTP1Channel.builder(limits: configuration.connections, tls: configuration.tls, metrics: metrics, logger: logger),
@@ -116,13 +117,20 @@ public struct SluiceServer: Sendable {
         case training
     }
 
-    /// Authenticates, charges the request to the key's limits, checks the scope, then runs `body`;
-    /// every response (success or problem) carries the `RateLimit` headers of the decision.
+    /// Authenticates (unless the caller already has, passing `record`), charges the request to the
+    /// key's limits, checks the scope, then runs `body`; every response (success or problem)
+    /// carries the `RateLimit` headers of the decision.
     func guarded(
         _ request: Request, _ context: SluiceRequestContext, scopes: Set<Scope>, charge: Charge = .key(cost: 1, deferrable: false),
+        authenticated: KeyRecord? = nil,
         _ body: (KeyRecord, Decision) async throws -> Response
     ) async throws -> Response {
-        let record = try await access.authenticate(request, context: context)
+        let record: KeyRecord
+        if let authenticated {
+            record = authenticated
+        } else {
+            record = try await access.authenticate(request, context: context)
+        }
         RequestFacts.record(keyID: record.id)
         let permitted = !scopes.isDisjoint(with: record.scopes)
         let decision: Decision

@@ -68,4 +68,35 @@ struct HTTPAbuseTests {
         let pipelined = try Self.exchange(port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         #expect(Self.statuses(pipelined.text) == ["200", "404", "200"], "\(pipelined.text)")
     }
+
+    @Test func methodsAPathDoesNotTakeAre405WithAllowAndHeadMirrorsGet() async throws {
+        let cluster = try await Cluster()
+        let port = cluster.replicas[0].port
+        let put = try Self.exchange(port, "PUT /v1/keys HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        #expect(Self.statuses(put.text) == ["405"] && put.text.contains("application/problem+json"), "\(put.text)")
+        #expect(put.text.contains("\r\nAllow: GET, HEAD, POST\r\n") || put.text.contains("\r\nallow: GET, HEAD, POST\r\n"), "\(put.text)")
+        let patch = try Self.exchange(port, "PATCH /v1/keys/abc/rotate HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        #expect(Self.statuses(patch.text) == ["405"] && patch.text.lowercased().contains("\r\nallow: post\r\n"), "\(patch.text)")
+        let options = try Self.exchange(port, "OPTIONS /v1/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(Self.statuses(options.text) == ["204"] && options.text.lowercased().contains("\r\nallow: post\r\n"), "\(options.text)")
+        let nowhere = try Self.exchange(port, "DELETE /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(Self.statuses(nowhere.text) == ["404"] && nowhere.text.contains("/problems/not-found"), "\(nowhere.text)")
+
+        let head = try Self.exchange(port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let get = try Self.exchange(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(Self.statuses(head.text) == ["200"] && head.text.hasSuffix("\r\n\r\n"), "HEAD has no body: \(head.text)")
+        #expect(head.text.lowercased().contains("content-length: \(get.text.split(separator: "\r\n\r\n", maxSplits: 1).last?.utf8.count ?? -1)"),
+                "HEAD announces GET's length: \(head.text) vs \(get.text)")
+        let anonymousHead = try Self.exchange(port, "HEAD /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(Self.statuses(anonymousHead.text) == ["401"], "HEAD is guarded like GET: \(anonymousHead.text)")
+    }
+
+    @Test func anAnonymousCallerIsRefusedBeforeItsBodyIsRead() async throws {
+        let cluster = try await Cluster()
+        // The body never comes: a replica that read it first would wait for it (the read timeout).
+        let answer = try Self.exchange(
+            cluster.replicas[0].port,
+            "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{\"features\":")
+        #expect(Self.statuses(answer.text) == ["401"], "\(answer.text)")
+    }
 }

@@ -1,0 +1,19 @@
+import HTTPTypes
+
+/// Every header field Sluice names that HTTPTypes does not: one place to read them all.
+extension HTTPField.Name {
+    static let apiKey = Self("X-API-Key")!
+    static let forwardedFor = Self("X-Forwarded-For")!
+    /// draft-ietf-httpapi-ratelimit-headers-10.
+    static let rateLimit = Self("RateLimit")!
+    static let rateLimitPolicy = Self("RateLimit-Policy")!
+    /// RFC 7240.
+    static let prefer = Self("Prefer")!
+    static let preferenceApplied = Self("Preference-Applied")!
+    /// draft-ietf-httpapi-idempotency-key-header.
+    static let idempotencyKey = Self("Idempotency-Key")!
+    /// Seconds a request was held before it was served.
+    static let sluiceDelay = Self("Sluice-Delay")!
+    /// The admitted request's slot on the limiter's clock.
+    static let sluiceSlot = Self("Sluice-Slot")!
+}
