@@ -3,20 +3,31 @@ import Synchronization
 
 /// Turns a presented key into its record, or refuses it.
 ///
-/// Records are cached for ``cacheLifetime`` (default 0.5 s). Changes are announced on Redis pub/sub
-/// and ``invalidate(_:)`` drops an entry at once; the short lifetime bounds staleness even if an
-/// announcement is lost, so a revoked, rotated or changed key stops working everywhere within it. Only found records are cached, and at most
-/// ``cacheCapacity`` of them, so random ids from an attacker cannot grow memory (failed
-/// authentication is rate-limited per client address upstream).
+/// Records are cached for ``cacheLifetime`` (default 0.5 s). Changes (creation included) are
+/// announced on Redis pub/sub and ``invalidate(_:)`` drops an entry at once; the short lifetime
+/// bounds staleness even if an announcement is lost, so a revoked, rotated or changed key stops
+/// working everywhere within it.
+///
+/// Misses are cached too, apart from found records and as many, and an unknown id costs the same
+/// hash as a known one: a known and an unknown id then take the same path at every step (first
+/// lookup: Redis; repeated: the cache), so timing does not tell whether an id exists. Each cache
+/// holds at most ``cacheCapacity`` entries, so random ids from an attacker cannot grow memory nor
+/// evict the records of real keys (failed authentication is also rate-limited per client address).
 public final class KeyAuthenticator: Sendable {
     public let store: KeyStore
     public let cacheLifetime: Duration
     public let cacheCapacity: Int
     private let bootstrapAdmin: KeyRecord?
-    private let cache = Mutex<[String: CachedRecord]>([:])
+    private let cache = Mutex(Caches())
+
+    /// Found records and misses, apart, so that floods of made-up ids never evict real keys.
+    private struct Caches {
+        var found: [String: CachedRecord] = [:]
+        var missing: [String: CachedRecord] = [:]
+    }
 
     private struct CachedRecord {
-        let record: KeyRecord
+        let record: KeyRecord?
         let fetched: ContinuousClock.Instant
     }
 
@@ -42,7 +53,11 @@ public final class KeyAuthenticator: Sendable {
             guard bootstrapAdmin.accepts(key, at: now) else { throw .invalid }
             return bootstrapAdmin
         }
-        guard let record = try await record(for: key.id) else { throw .invalid }
+        guard let record = try await record(for: key.id) else {
+            // The same hash a known id costs (see the type's comment).
+            _ = Self.unknown.accepts(key, at: now)
+            throw .invalid
+        }
         // Unknown id and wrong secret look alike, so a caller learns nothing about which ids exist.
         guard record.accepts(key, at: now) else { throw .invalid }
         guard !record.isExpired(at: now) else { throw .expired }
@@ -51,17 +66,22 @@ public final class KeyAuthenticator: Sendable {
 
     /// Forgets every cached record (after messages may have been missed).
     public func invalidateAll() {
-        cache.withLock { $0.removeAll() }
+        cache.withLock { $0 = Caches() }
     }
 
-    /// Forgets the cached record of `id` (after a change announced by another replica).
+    /// Forgets what is cached of `id` (after a change announced by another replica).
     public func invalidate(_ id: String) {
-        _ = cache.withLock { $0.removeValue(forKey: id) }
+        cache.withLock { caches in
+            caches.found[id] = nil
+            caches.missing[id] = nil
+        }
     }
 
     private func record(for id: String) async throws(AuthenticationError) -> KeyRecord? {
         let now = ContinuousClock.now
-        if let cached = cache.withLock({ $0[id] }), now - cached.fetched < cacheLifetime {
+        // Both caches are read whatever the first holds, so a hit costs the same either way.
+        let (hit, miss) = cache.withLock { ($0.found[id], $0.missing[id]) }
+        if let cached = hit ?? miss, now - cached.fetched < cacheLifetime {
             return cached.record
         }
         let record: KeyRecord?
@@ -70,16 +90,27 @@ public final class KeyAuthenticator: Sendable {
         } catch {
             throw .unavailable(error)
         }
-        if let record {
-            cache.withLock { entries in
-                if entries.count >= cacheCapacity { entries.removeAll(keepingCapacity: true) }
-                entries[id] = CachedRecord(record: record, fetched: now)
+        let entry = CachedRecord(record: record, fetched: now)
+        cache.withLock { caches in
+            if record == nil {
+                Self.insert(entry, id, into: &caches.missing, capacity: cacheCapacity)
+                caches.found[id] = nil
+            } else {
+                Self.insert(entry, id, into: &caches.found, capacity: cacheCapacity)
+                caches.missing[id] = nil
             }
-        } else {
-            invalidate(id)
         }
         return record
     }
+
+    private static func insert(_ entry: CachedRecord, _ id: String, into entries: inout [String: CachedRecord], capacity: Int) {
+        if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+        entries[id] = entry
+    }
+
+    /// Stands in for the record of an unknown id: accepts nothing.
+    private static let unknown = KeyRecord(
+        id: "", name: "", scopes: [], createdAt: Date(timeIntervalSince1970: 0), secrets: [.init(hash: KeyHash(digest: Array(repeating: 0, count: 32)))])
 }
 
 /// Why a request is not authenticated. The service answers `401` with `WWW-Authenticate: Bearer`,

@@ -22,19 +22,35 @@ public struct KeyStore: Sendable {
         let reply = try await run(RedisCommand("SET", Self.redisKey(record.id), try encode(record), "NX"))
         guard reply.string == "OK" else { return false }
         _ = try await run(RedisCommand("SADD", "sluice:keys", record.id))
+        // Replicas that cached this id as unknown forget that at once.
+        try await announce(record.id)
         return true
     }
 
     public func get(_ id: String) async throws(KeyStoreError) -> KeyRecord? {
         guard APIKey.isValidID(id) else { return nil }
         let reply = try await run(RedisCommand("GET", Self.redisKey(id)))
-        guard case .bulkString(let bytes) = reply else { return nil }
+        guard case .bulkString(let bytes) = reply else {
+            // A miss decodes a record too, so that it costs what a hit does: the time of a failed
+            // authentication does not tell whether the id exists.
+            _ = try? Self.decoder.decode(KeyRecord.self, from: Self.decoy)
+            return nil
+        }
         do {
             return try Self.decoder.decode(KeyRecord.self, from: Data(bytes))
         } catch {
             throw .corruptRecord(id: id)
         }
     }
+
+    /// A typical stored record (two policies, a quota, one secret), decoded on a miss.
+    private static let decoy: Data = {
+        let record = KeyRecord(
+            id: "decoydecoy00", name: "a typical key name", scopes: [.predict],
+            policies: [KeyRecord.defaultPolicy, KeyRecord.defaultPolicy], quotaPerDay: 10_000,
+            secrets: [.init(hash: KeyHash(digest: Array(repeating: 0xA5, count: 32)))])
+        return (try? encoder.encode(record)) ?? Data()
+    }()
 
     /// All records, by id.
     public func list() async throws(KeyStoreError) -> [KeyRecord] {

@@ -31,6 +31,35 @@ struct KeyStoreTests {
         #expect(try await store.list().contains { $0.id == key.id })
     }
 
+    /// Unknown ids are cached like known ones (apart, so made-up ids never evict real keys): asking
+    /// about the same id again costs no Redis call whether it exists or not, so timing cannot tell.
+    @Test func unknownIdsAreCachedLikeKnownOnes() async throws {
+        let authenticator = KeyAuthenticator(store: store, bootstrapAdminKey: nil, cacheLifetime: .seconds(30), cacheCapacity: 4)
+        let known = APIKey.generate()
+        _ = try await store.create(newRecord(known))
+        let wrongSecret = "sk_\(known.id)_\(String(repeating: "a", count: 64))"
+        let unknown = APIKey.generate().revealed
+        func gets() async throws -> Int {
+            let info = try await store.client.send("INFO", "commandstats").string ?? ""
+            return Int(info.firstMatch(of: /cmdstat_get:calls=(\d+)/)?.1 ?? "0") ?? 0
+        }
+        for presented in [wrongSecret, unknown] {
+            await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(presented) }
+            let before = try await gets()
+            for _ in 0..<5 {
+                await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(presented) }
+            }
+            #expect(try await gets() == before, "repeated lookups of \(presented.prefix(16)) are served from the cache")
+        }
+        // A flood of made-up ids fills only the cache of misses: the known record stays cached.
+        for _ in 0..<10 {
+            await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(APIKey.generate().revealed) }
+        }
+        let before = try await gets()
+        #expect(try await authenticator.authenticate(known.revealed).id == known.id)
+        #expect(try await gets() == before)
+    }
+
     @Test func authenticationAcceptsOnlyLiveKeys() async throws {
         let authenticator = KeyAuthenticator(store: store, bootstrapAdminKey: nil, cacheLifetime: .zero)
         let key = APIKey.generate()
