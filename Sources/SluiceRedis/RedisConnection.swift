@@ -14,7 +14,10 @@ import Synchronization
 /// - a connection error fails the in-flight batch only (whether those commands ran is unknown);
 /// - the thread then reconnects with backoff (25 ms doubling to 250 ms) while later commands wait,
 ///   each at most its command timeout, so a short Redis restart costs at most one batch;
-/// - a connection the server closed while idle is detected before use and replaced silently.
+/// - a connection the server closed while idle is detected before use and replaced silently;
+/// - every command's deadline holds whatever the thread is blocked on: a timer fails queued
+///   commands past it (while the thread waits on a hung batch or a reconnect), and a batch's read
+///   timeout is cut to what its oldest command has left.
 public final class RedisConnection: Sendable {
     /// A queued command. Its continuation is unchecked (measurably cheaper on this path); every
     /// `Pending` is finished exactly once: refused in `send`, answered or failed with its batch,
@@ -33,6 +36,9 @@ public final class RedisConnection: Sendable {
         var queue: Deque<Pending> = []
         var threadIsWaiting = false
         var isClosed = false
+        /// Why the last connection attempt failed, until one succeeds: what a command that
+        /// expires meanwhile is told, rather than a bare timeout.
+        var connectError: RedisError?
     }
 
     private let mailbox = Mutex(Mailbox())
@@ -41,11 +47,20 @@ public final class RedisConnection: Sendable {
     private let wakeup = DispatchSemaphore(value: 0)
     private let configuration: RedisConfiguration
     private let logger: Logger
+    /// Fails queued commands past their deadline every 1/20 of the command timeout (5–100 ms),
+    /// so a caller waits at most its timeout plus that, never a hung batch plus a reconnect.
+    private nonisolated(unsafe) let deadlineTimer: DispatchSourceTimer
 
     /// Starts the connection's thread; the connection itself is opened lazily by the first command.
     public init(configuration: RedisConfiguration, logger: Logger, name: String = "sluice-redis") {
         self.configuration = configuration
         self.logger = logger
+        self.deadlineTimer = DispatchSource.makeTimerSource(queue: .global())
+        let interval = min(max(configuration.commandTimeout / 20, .milliseconds(5)), .milliseconds(100))
+        let milliseconds = Int(interval / .milliseconds(1))
+        deadlineTimer.schedule(deadline: .now() + .milliseconds(milliseconds), repeating: .milliseconds(milliseconds), leeway: .milliseconds(max(1, milliseconds / 5)))
+        deadlineTimer.setEventHandler { [weak self] in self?.failWaiting(with: nil, all: false) }
+        deadlineTimer.resume()
         let thread = Thread { [self] in self.run() }
         thread.name = name
         thread.start()
@@ -81,6 +96,7 @@ public final class RedisConnection: Sendable {
     /// Fails whatever is queued with ``RedisError/shutdown`` and stops the thread after the
     /// in-flight batch.
     public func close() {
+        deadlineTimer.cancel()
         let wake = mailbox.withLock { box in
             box.isClosed = true
             defer { box.threadIsWaiting = false }
@@ -103,6 +119,7 @@ public final class RedisConnection: Sendable {
             if !session.isConnected {
                 do {
                     try session.connect()
+                    mailbox.withLock { $0.connectError = nil }
                     backoff = Self.initialBackoff
                     logger.debug("connected to Redis", metadata: logMetadata)
                 } catch {
@@ -111,6 +128,7 @@ public final class RedisConnection: Sendable {
                     logMetadata["error"] = nil
                     // Wrong credentials or database will not fix themselves within a timeout: fail
                     // what waits now. Unreachable Redis may come back: let callers wait their timeout.
+                    mailbox.withLock { $0.connectError = error }
                     failWaiting(with: error, all: !error.isUnavailable)
                     Thread.sleep(forTimeInterval: backoff)
                     backoff = min(backoff * 2, Self.maximumBackoff)
@@ -120,7 +138,8 @@ public final class RedisConnection: Sendable {
             let batch = takeBatch()
             guard !batch.isEmpty else { continue }
             do {
-                let results = try session.execute(batch.map(\.command))
+                // The oldest command's deadline bounds the whole round trip.
+                let results = try session.execute(batch.map(\.command), timeout: batch[0].deadline - ContinuousClock.now)
                 completedRoundTrips.add(1, ordering: .relaxed)
                 for (pending, result) in zip(batch, results) { pending.finish(result) }
             } catch {
@@ -156,24 +175,32 @@ public final class RedisConnection: Sendable {
         }
     }
 
+    /// The next batch; commands already past their deadline are failed, not sent.
     private func takeBatch() -> [Pending] {
-        mailbox.withLock { box in
+        let now = ContinuousClock.now
+        let (expired, batch) = mailbox.withLock { box in
+            let expiredCount = box.queue.prefix { $0.deadline <= now }.count
+            let expired = Array(box.queue.prefix(expiredCount))
+            box.queue.removeFirst(expiredCount)
             let count = min(box.queue.count, configuration.maxBatch)
             defer { box.queue.removeFirst(count) }
-            return Array(box.queue.prefix(count))
+            return (expired, Array(box.queue.prefix(count)))
         }
+        for pending in expired { pending.finish(.failure(.timedOut(endpoint: configuration.endpoint.description))) }
+        return batch
     }
 
-    /// While Redis is unreachable, commands wait up to their deadline; this fails those past it
-    /// (or all of them).
-    private func failWaiting(with error: RedisError, all: Bool) {
+    /// While Redis is unreachable or hung, commands wait up to their deadline; this fails those
+    /// past it (or all of them) with `error`, else the last connection error, else a timeout.
+    private func failWaiting(with error: RedisError?, all: Bool) {
         let now = ContinuousClock.now
-        let expired = mailbox.withLock { box in
+        let (expired, reason) = mailbox.withLock { box in
             // Deadlines grow with queue order (one timeout for all), so the expired ones are a prefix.
             let count = all ? box.queue.count : box.queue.prefix { $0.deadline <= now }.count
             defer { box.queue.removeFirst(count) }
-            return Array(box.queue.prefix(count))
+            return (Array(box.queue.prefix(count)), error ?? box.connectError)
         }
-        for pending in expired { pending.finish(.failure(error)) }
+        let failure = reason ?? .timedOut(endpoint: configuration.endpoint.description)
+        for pending in expired { pending.finish(.failure(failure)) }
     }
 }

@@ -86,6 +86,19 @@ public final class RedisServer: Sendable {
     /// Stops the server (SIGTERM, as `docker stop` or systemd would) and waits until it has exited.
     public func stop() { end(with: SIGTERM) }
 
+    /// SIGSTOP: the server hangs (connections stay open, nothing is answered) until ``resume()``.
+    public func pause() { signal(SIGSTOP) }
+
+    /// SIGCONT after ``pause()``.
+    public func resume() { signal(SIGCONT) }
+
+    private func signal(_ signal: Int32) {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return }
+        kill(pid, signal)
+    }
+
     /// SIGKILL, as a crash or an OOM kill would: nothing is flushed that was not already written.
     public func crash() { end(with: SIGKILL) }
 

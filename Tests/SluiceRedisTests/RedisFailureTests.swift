@@ -75,6 +75,41 @@ struct RedisFailureTests {
         #expect(try await client.send("PING") == .simpleString("PONG"))
     }
 
+    /// A hung Redis (SIGSTOP: connections open, nothing answered): a command queued behind the
+    /// hung batch fails at its own deadline, not after that batch's timeout plus a reconnect
+    /// that hangs too (2× the timeout before the deadline timer).
+    @Test func aHungRedisFailsEachCommandWithinItsOwnTimeout() async throws {
+        let server = try RedisServer()
+        defer { server.resume() }
+        var configuration = server.configuration()
+        configuration.commandTimeout = .milliseconds(500)
+        configuration.connections = 1
+        let client = RedisClient(configuration: configuration, logger: Logger(label: "test"))
+        defer { client.shutdown() }
+        _ = try await client.send("PING")
+        server.pause()
+        async let first: Duration = Self.timeToFail(client)
+        try await Task.sleep(for: .milliseconds(20))
+        let second = await Self.timeToFail(client)
+        let firstWait = await first
+        #expect(firstWait < .milliseconds(650), "in flight: \(firstWait)")
+        #expect(second < .milliseconds(650), "queued behind the hung batch: \(second)")
+        server.resume()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await client.send("PING") == .simpleString("PONG"))
+    }
+
+    static func timeToFail(_ client: RedisClient) async -> Duration {
+        let started = ContinuousClock.now
+        do {
+            _ = try await client.send("PING")
+            Issue.record("PING to a hung Redis must fail")
+        } catch {
+            #expect(error.isUnavailable, "\(error)")
+        }
+        return ContinuousClock.now - started
+    }
+
     @Test func wrongPasswordIsNamedWithoutThePassword() async throws {
         let server = try RedisServer(arguments: ["--requirepass", "right-horse-battery-staple"])
         let wrong = server.client(password: "hunter2-wrong-password")
