@@ -113,3 +113,10 @@ public enum KeyStoreError: Error, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension KeyStoreError: RedisBackedError {
+    public var redisCause: RedisError? {
+        if case .redis(let error) = self { return error }
+        return nil
+    }
+}

@@ -16,3 +16,10 @@ public enum RateLimitError: Error, Sendable, Equatable, CustomStringConvertible 
         }
     }
 }
+
+extension RateLimitError: RedisBackedError {
+    public var redisCause: RedisError? {
+        if case .redis(let error) = self { return error }
+        return nil
+    }
+}

@@ -160,3 +160,10 @@ public enum ModelError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension ModelError: RedisBackedError {
+    public var redisCause: RedisError? {
+        if case .redis(let error) = self { return error }
+        return nil
+    }
+}

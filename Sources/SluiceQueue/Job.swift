@@ -63,3 +63,10 @@ public enum QueueError: Error, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension QueueError: RedisBackedError {
+    public var redisCause: RedisError? {
+        if case .redis(let error) = self { return error }
+        return nil
+    }
+}

@@ -44,6 +44,13 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Redis refused a write because it reached `maxmemory` under `noeviction` (`OOM …`): nothing
+    /// can be stored until an operator frees memory or raises the limit; retrying soon won't help.
+    public var isOutOfMemory: Bool {
+        if case .server(let message) = self { return message.hasPrefix("OOM ") || message.contains(" OOM command not allowed") }
+        return false
+    }
+
     /// True for errors after which the same command may succeed on a healthy connection
     /// (the service maps these to `503`).
     public var isUnavailable: Bool {
@@ -52,4 +59,15 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .authenticationFailed, .server, .unexpectedReply, .invalidConfiguration: false
         }
     }
+}
+
+/// An error of a Redis-backed store (limiter, queue, keys, models) that may wrap a ``RedisError``:
+/// lets callers tell "Redis is unreachable" from "Redis is full" without knowing each store.
+public protocol RedisBackedError: Error {
+    /// The Redis failure behind this error, if it is one.
+    var redisCause: RedisError? { get }
+}
+
+extension RedisError: RedisBackedError {
+    public var redisCause: RedisError? { self }
 }

@@ -26,13 +26,11 @@ struct AccessControl: Sendable {
             return try await authenticator.authenticate(presented)
         } catch {
             if case .unavailable(let cause) = error {
-                metrics.redisErrors.increment()
-                context.logger.error("key lookup failed", metadata: ["error": "\(cause)"])
-                throw Problem.unavailable("API keys cannot be checked right now; retry shortly.")
+                throw Problem.storeFailure("key store", cause: cause, metrics: metrics, logger: context.logger)
             }
             metrics.authFailures.increment()
             let client = clientAddress(request, context: context)
-            let decision = try await decide(key: "client-\(client)", policies: [Self.failedAuthPolicy], cost: 1)
+            let decision = try await decide(key: "client-\(client)", policies: [Self.failedAuthPolicy], cost: 1, logger: context.logger)
             if !decision.isAllowed {
                 throw rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
             }
@@ -54,8 +52,8 @@ struct AccessControl: Sendable {
 
     /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when
     /// one comes within `horizon`; a denial is a `429` with `Retry-After`.
-    func admit(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration) async throws -> Decision {
-        let decision = try await decide(key: record.id, policies: policies, cost: cost, horizon: horizon)
+    func admit(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration, logger: Logger) async throws -> Decision {
+        let decision = try await decide(key: record.id, policies: policies, cost: cost, horizon: horizon, logger: logger)
         guard decision.isAllowed else {
             if decision.retryAfter == nil {
                 var problem = Problem.invalid(
@@ -69,7 +67,7 @@ struct AccessControl: Sendable {
         return decision
     }
 
-    private func decide(key: String, policies: [Policy], cost: Int, horizon: Duration = .zero) async throws -> Decision {
+    private func decide(key: String, policies: [Policy], cost: Int, horizon: Duration = .zero, logger: Logger) async throws -> Decision {
         let started = ContinuousClock.now
         do {
             let decision = try await limiter.check(key: key, policies: policies, cost: cost, horizon: horizon)
@@ -77,8 +75,7 @@ struct AccessControl: Sendable {
             return decision
         } catch {
             // Fail-secure: nothing is served without a limiter decision.
-            metrics.redisErrors.increment()
-            throw Problem.unavailable("The rate limiter is unavailable; retry shortly.")
+            throw Problem.storeFailure("rate limiter", cause: error, metrics: metrics, logger: logger)
         }
     }
 

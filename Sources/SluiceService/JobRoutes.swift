@@ -21,8 +21,7 @@ extension SluiceServer {
         do {
             return try await call()
         } catch {
-            metrics.redisErrors.increment()
-            throw Problem.unavailable("The job queue is unavailable; retry shortly.")
+            throw Problem.storeFailure("job queue", cause: error, metrics: metrics, logger: logger)
         }
     }
 

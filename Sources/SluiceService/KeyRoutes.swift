@@ -81,8 +81,7 @@ extension SluiceServer {
         do {
             return try await call()
         } catch {
-            metrics.redisErrors.increment()
-            throw Problem.unavailable("The key store is unavailable; retry shortly.")
+            throw Problem.storeFailure("key store", cause: error, metrics: metrics, logger: logger)
         }
     }
 }

@@ -21,8 +21,7 @@ extension SluiceServer {
                         case .notFound:
                             continue  // pruned since the listing began
                         case .redis:
-                            metrics.redisErrors.increment()
-                            throw Problem.unavailable("The model registry is unavailable; retry shortly.")
+                            throw Problem.storeFailure("model registry", cause: error, metrics: metrics, logger: logger)
                         }
                     }
                 }
@@ -124,8 +123,7 @@ extension SluiceServer {
                 logger.error("refused model artifact", metadata: ["error": "\(error)"])
                 throw Problem.conflict("\(error).")
             case .redis:
-                metrics.redisErrors.increment()
-                throw Problem.unavailable("The model registry is unavailable; retry shortly.")
+                throw Problem.storeFailure("model registry", cause: error, metrics: metrics, logger: logger)
             }
         }
     }

@@ -138,11 +138,11 @@ public struct SluiceServer: Sendable {
             switch charge {
             case .key(let cost, let deferrable):
                 let horizon = deferrable && permitted ? record.deferralHorizon : .zero
-                decision = try await access.admit(record, policies: record.limiterPolicies, cost: cost, horizon: horizon)
+                decision = try await access.admit(record, policies: record.limiterPolicies, cost: cost, horizon: horizon, logger: context.logger)
             case .jobStatus:
-                decision = try await access.admit(record, policies: [AccessControl.jobStatusPolicy], cost: 1, horizon: .zero)
+                decision = try await access.admit(record, policies: [AccessControl.jobStatusPolicy], cost: 1, horizon: .zero, logger: context.logger)
             case .training:
-                decision = try await access.admit(record, policies: record.limiterPolicies + [configuration.trainingPolicy], cost: 1, horizon: .zero)
+                decision = try await access.admit(record, policies: record.limiterPolicies + [configuration.trainingPolicy], cost: 1, horizon: .zero, logger: context.logger)
             }
         } catch {
             RequestFacts.record(decision: "denied")

@@ -53,8 +53,13 @@ public final class QueueWorker: Service, Sendable {
         logger.info("worker stopped: no job in hand", metadata: ["worker": "\(configuration.name)"])
     }
 
-    /// Claims and runs due jobs until graceful shutdown; a claimed batch is always finished.
+    /// Claims and runs due jobs until graceful shutdown; a claimed batch is finished, unless Redis
+    /// is full (then its remaining jobs are left to be reclaimed after the visibility timeout).
+    /// Consecutive failures back off from 250 ms to 8 s, so a broken or full Redis is not hammered
+    /// and the worker stays responsive (health, metrics, SIGTERM) meanwhile.
     private func claimUntilShutdown() async {
+        var failures = 0
+        var storeFull = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             guard let model = models.current else {
                 await pause(.milliseconds(250))
@@ -67,7 +72,12 @@ public final class QueueWorker: Service, Sendable {
                     logger.warning("reclaimed jobs whose worker missed the visibility timeout", metadata: ["jobs": "\(claim.reclaimed)"])
                 }
                 for job in claim.jobs {
-                    await run(job, model: model, startedAt: claim.now)
+                    try await run(job, model: model, startedAt: claim.now)
+                }
+                // Redis answers again; but only a stored outcome shows that it has room again.
+                if !storeFull || !claim.jobs.isEmpty {
+                    failures = 0
+                    storeFull = false
                 }
                 if claim.jobs.count < configuration.batchSize {
                     // Sleep until the next known slot, or the idle poll, whichever is sooner.
@@ -75,14 +85,30 @@ public final class QueueWorker: Service, Sendable {
                     await pause(min(untilNext, configuration.idlePoll))
                 }
             } catch {
-                metrics.redisErrors.increment()
-                logger.error("claiming jobs failed; retrying", metadata: ["error": "\(error)"])
-                await pause(.milliseconds(250))
+                failures += 1
+                let backoff = Duration.milliseconds(250 * (1 << min(failures - 1, 5)))
+                let metadata: Logger.Metadata = ["error": "\(error)", "retry_in_ms": "\(backoff / .milliseconds(1))"]
+                storeFull = error is StoreFull
+                if storeFull {
+                    logger.error(
+                        "Redis is out of memory (maxmemory reached, noeviction): job outcomes cannot be stored; the unfinished jobs are retried after the visibility timeout once memory is freed or maxmemory raised",
+                        metadata: metadata)
+                } else {
+                    metrics.redisErrors.increment()
+                    logger.error("claiming jobs failed; backing off", metadata: metadata)
+                }
+                await pause(backoff)
             }
         }
     }
 
-    private func run(_ job: Job, model: ModelArtifact, startedAt: Int64) async {
+    /// Redis refused to store an outcome for lack of memory: stop running the batch.
+    private struct StoreFull: Error, CustomStringConvertible {
+        let cause: QueueError
+        var description: String { "\(cause)" }
+    }
+
+    private func run(_ job: Job, model: ModelArtifact, startedAt: Int64) async throws(StoreFull) {
         metrics.lag.record(.microseconds(max(0, startedAt - job.notBefore)))
         let outcome: JobQueue.Outcome
         if let prediction = PredictionJob.decode(job.input, width: model.features.count) {
@@ -102,6 +128,8 @@ public final class QueueWorker: Service, Sendable {
                 return
             } catch {
                 metrics.redisErrors.increment()
+                // A full Redis will not take the outcome in 100 ms either: back off instead.
+                if error.redisCause?.isOutOfMemory == true { throw StoreFull(cause: error) }
                 guard ContinuousClock.now < deadline else {
                     logger.error("could not store a job's outcome; it will be reclaimed", metadata: ["job": "\(job.id)", "error": "\(error)"])
                     return

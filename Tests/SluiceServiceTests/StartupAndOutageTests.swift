@@ -79,4 +79,41 @@ struct StartupAndOutageTests {
         #expect(recovered)
         #expect(try await HTTP.send("GET", cluster.url + "/readyz").status == 200)
     }
+
+    /// A full Redis (`maxmemory` reached, `noeviction`): clients are told the store is full (not
+    /// "unavailable"); a worker whose claim went through but whose outcome cannot be stored says
+    /// so at once and backs off (it used to retry one job silently for the whole visibility
+    /// timeout, then the next); once memory is freed every job completes.
+    @Test func aFullRedisIsNamedAndTheWorkerBacksOff() async throws {
+        let cluster = try await Cluster()
+        let (queued, _) = try await cluster.createKey(
+            scopes: ["predict"], policies: #"[{"name":"default","rate":4,"period":1,"burst":1}]"#, extra: #","overflow":"queue""#)
+        let (other, _) = try await cluster.createKey(scopes: ["predict"])
+        var locations: [String] = []
+        for _ in 0..<5 {
+            let response = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: queued, Cluster.setosa)
+            if let location = response.header("Location") { locations.append(location) }
+        }
+        #expect(locations.count == 4)
+        try await Task.sleep(for: .seconds(1.2))  // every queued slot has come
+        let admin = cluster.redis.client()
+        defer { admin.shutdown() }
+        _ = try await admin.send("CONFIG", "SET", "maxmemory", "1")
+
+        let full = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: other, Cluster.setosa)
+        #expect(full.status == 503 && full.json?["type"] as? String == "/problems/store-full", "\(full.status) \(full.text)")
+        #expect(Int(full.header("Retry-After") ?? "") ?? 0 >= 1)
+        #expect(cluster.replicas[0].log.contains("Redis is out of memory"))
+
+        let worker = try await cluster.startWorker()
+        try waitUntil(timeout: 3) { worker.log.contains("Redis is out of memory") }
+        try waitUntil(timeout: 8) { worker.log.contains("retry_in_ms=1000") }
+        #expect(try await HTTP.send("GET", "\(worker.baseURL)/healthz").status == 200, "responsive while backing off")
+
+        _ = try await admin.send("CONFIG", "SET", "maxmemory", "0")
+        for location in locations {
+            let job = try await DeferralTests.result(of: location, cluster: cluster, key: queued, timeout: .seconds(20))
+            #expect(job["status"] as? String == "succeeded")
+        }
+    }
 }
