@@ -55,13 +55,38 @@ public struct JobQueue: Sendable {
         public var jobs: [Job]
     }
 
+    /// How many running jobs one claim looks at for reclaiming (those with the earliest deadlines).
+    static let reclaimCandidates = 16
+
+    func claimKey(_ token: String) -> String { "\(namespace):claim:\(token)" }
+
     /// Claims up to `count` jobs whose slot has come, and first reclaims any job whose worker
     /// missed its visibility deadline.
-    public func claim(worker: String, count: Int, visibility: Duration) async throws(QueueError) -> Claim {
+    ///
+    /// `token` names this claim: sent again after a claim whose reply was lost (a timeout, a broken
+    /// connection), it returns the jobs that claim took — still running for `worker` — and claims
+    /// nothing new, so retrying is safe. Use a new token once a claim has answered.
+    ///
+    /// Two steps, so that the script declares every key it touches: one pipelined read of the
+    /// candidates (the token's jobs, the earliest deadlines, the earliest slots), then
+    /// `queue_claim.lua`, which re-checks each on Redis' clock.
+    public func claim(worker: String, count: Int, visibility: Duration, token: String) async throws(QueueError) -> Claim {
         let micros = max(1, visibility.microseconds)
+        async let previous = send(RedisCommand("LRANGE", claimKey(token), "0", "-1"))
+        async let expiring = send(RedisCommand("ZRANGE", runningKey, "0", String(Self.reclaimCandidates - 1)))
+        async let earliest = send(RedisCommand("ZRANGE", dueKey, "0", String(max(1, count) - 1)))
+        let (retried, reclaimable, due): ([String], [String], [String])
+        do {
+            (retried, reclaimable, due) = try await (Self.ids(previous), Self.ids(expiring), Self.ids(earliest))
+        } catch let error as QueueError {
+            throw error
+        } catch {
+            throw .unexpectedReply("\(error)")
+        }
+        let candidates = reclaimable + retried + due
         let reply = try await run(
-            Self.claimScript, keys: [dueKey, runningKey, statsKey],
-            arguments: [jobPrefix, String(count), String(micros), worker])
+            Self.claimScript, keys: [dueKey, runningKey, statsKey, claimKey(token)] + candidates.map { jobPrefix + $0 },
+            arguments: [String(count), String(micros), worker, String(reclaimable.count)] + candidates)
         guard let fields = reply.array, fields.count >= 3, (fields.count - 3) % 5 == 0,
             let now = fields[0].int.map(Int64.init), let next = fields[1].int.map(Int64.init), let reclaimed = fields[2].int
         else { throw .unexpectedReply("\(reply)") }
@@ -75,6 +100,11 @@ public struct JobQueue: Sendable {
                     startedAt: now, attempts: attempts))
         }
         return Claim(now: now, nextDue: next < 0 ? nil : next, reclaimed: reclaimed, jobs: jobs)
+    }
+
+    private static func ids(_ reply: RedisReply) throws(QueueError) -> [String] {
+        guard let items = reply.array else { throw .unexpectedReply("\(reply)") }
+        return items.compactMap(\.string)
     }
 
     /// The outcome of a job the worker ran.

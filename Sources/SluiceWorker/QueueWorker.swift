@@ -60,13 +60,18 @@ public final class QueueWorker: Service, Sendable {
     private func claimUntilShutdown() async {
         var failures = 0
         var storeFull = false
+        // Kept until a claim answers: a claim whose reply was lost is retried under the same token
+        // and hands back the jobs it took, instead of leaving them unowned for the visibility timeout.
+        var token = Self.newClaimToken()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             guard let model = models.current else {
                 await pause(.milliseconds(250))
                 continue
             }
             do {
-                let claim = try await queue.claim(worker: configuration.name, count: configuration.batchSize, visibility: configuration.visibilityTimeout)
+                let claim = try await queue.claim(
+                    worker: configuration.name, count: configuration.batchSize, visibility: configuration.visibilityTimeout, token: token)
+                token = Self.newClaimToken()
                 if claim.reclaimed > 0 {
                     metrics.reclaimed.increment(by: Int64(claim.reclaimed))
                     logger.warning("reclaimed jobs whose worker missed the visibility timeout", metadata: ["jobs": "\(claim.reclaimed)"])
@@ -100,6 +105,10 @@ public final class QueueWorker: Service, Sendable {
                 await pause(backoff)
             }
         }
+    }
+
+    private static func newClaimToken() -> String {
+        String(UInt64.random(in: .min ... .max), radix: 16) + String(UInt64.random(in: .min ... .max), radix: 16)
     }
 
     /// Redis refused to store an outcome for lack of memory: stop running the batch.

@@ -30,15 +30,52 @@ struct JobQueueTests {
         #expect(try await queue.enqueue(early, keyID: "b", input: "[[2]]", notBefore: now - 2_000, maxDepth: 10) == 1)
         #expect(try await queue.enqueue(future, keyID: "a", input: "[[3]]", notBefore: now + 600_000, maxDepth: 10) == 2)
 
-        let claim = try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30))
+        let claim = try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30), token: .fresh)
         #expect(claim.jobs.map(\.id) == [early, late])
         #expect(claim.jobs.map(\.input) == ["[[2]]", "[[1]]"])
         #expect(claim.nextDue == now + 600_000, "the worker learns when to come back")
-        #expect(try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30)).jobs.isEmpty, "nothing before its slot")
+        #expect(try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30), token: .fresh).jobs.isEmpty, "nothing before its slot")
         try await Task.sleep(for: .milliseconds(650))
-        let later = try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30))
+        let later = try await queue.claim(worker: "w1", count: 10, visibility: .seconds(30), token: .fresh)
         #expect(later.jobs.map(\.id) == [future])
         #expect(later.now >= now + 600_000, "started at or after not_before")
+    }
+
+    /// A claim whose reply was lost is sent again under the same token: it hands back the jobs it
+    /// took (attempts unchanged) and claims nothing new; another token claims the rest.
+    @Test func aRetriedClaimIsIdempotent() async throws {
+        let now = try await redisNow()
+        let ids = (0..<3).map { _ in JobID.generate() }
+        for (offset, id) in ids.enumerated() {
+            _ = try await queue.enqueue(id, keyID: "k", input: "[]", notBefore: now - 1_000 + Int64(offset), maxDepth: 10)
+        }
+        let lost = try await queue.claim(worker: "w1", count: 2, visibility: .seconds(30), token: "t1")
+        #expect(lost.jobs.map(\.id) == Array(ids.prefix(2)))
+        let retried = try await queue.claim(worker: "w1", count: 2, visibility: .seconds(30), token: "t1")
+        #expect(retried.jobs.map(\.id) == lost.jobs.map(\.id), "the same jobs, not the next ones")
+        #expect(retried.jobs.map(\.attempts) == [1, 1])
+        #expect(retried.jobs.map(\.input) == ["[]", "[]"] && retried.jobs.map(\.keyID) == ["k", "k"])
+        let other = try await queue.claim(worker: "w2", count: 5, visibility: .seconds(30), token: "t2")
+        #expect(other.jobs.map(\.id) == [ids[2]])
+        // A finished job is not handed back.
+        try await queue.complete(ids[0], .succeeded(result: "{}"), resultLifetime: .seconds(60), worker: "w1")
+        #expect(try await queue.claim(worker: "w1", count: 2, visibility: .seconds(30), token: "t1").jobs.map(\.id) == [ids[1]])
+    }
+
+    /// The claim script touches only keys it is given (Redis Cluster routes by declared keys): a
+    /// reading of the script, since a single Redis does not enforce it (the old script built job
+    /// keys from a prefix argument).
+    @Test func claimDeclaresEveryKeyItTouches() async throws {
+        let script = try String(contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../lua/queue_claim.lua").path, encoding: .utf8)
+        #expect(!script.contains("ARGV[1] .."), "no key built from arguments")
+        #expect(!script.contains("'KEYS'") && !script.contains("redis.call('KEYS'"))
+        for line in script.split(separator: "\n") where line.contains("redis.call(") {
+            // Every call's key is KEYS[…] or a job key looked up from KEYS (job_key[…]).
+            if let key = line.firstMatch(of: /redis\.call\('[A-Z]+', ([^,)]+)/)?.1 {
+                #expect(key.hasPrefix("KEYS[") || key.hasPrefix("job_key[") || key == "key", "\(line)")
+            }
+        }
     }
 
     @Test func maxDepthBoundsEachKeySeparately() async throws {
@@ -51,7 +88,7 @@ struct JobQueueTests {
         let depth = try await queue.depth()
         #expect(depth.total == 4 && depth.perKey == ["full": 3, "other": 1])
         // Completing one frees one place.
-        let claimed = try await queue.claim(worker: "w", count: 1, visibility: .seconds(30)).jobs
+        let claimed = try await queue.claim(worker: "w", count: 1, visibility: .seconds(30), token: .fresh).jobs
         try await queue.complete(claimed[0].id, .succeeded(result: "{}"), resultLifetime: .seconds(60), worker: "w")
         #expect(try await queue.depth().total == 3)
     }
@@ -60,10 +97,10 @@ struct JobQueueTests {
         let id = JobID.generate()
         _ = try await queue.enqueue(id, keyID: "k", input: "[[1]]", notBefore: try await redisNow(), maxDepth: 5)
         // Worker 1 claims and stalls past the visibility timeout; worker 2 reclaims and runs it.
-        let first = try await queue.claim(worker: "w1", count: 5, visibility: .milliseconds(100))
+        let first = try await queue.claim(worker: "w1", count: 5, visibility: .milliseconds(100), token: .fresh)
         #expect(first.jobs.map(\.id) == [id] && first.jobs[0].attempts == 1)
         try await Task.sleep(for: .milliseconds(150))
-        let second = try await queue.claim(worker: "w2", count: 5, visibility: .seconds(30))
+        let second = try await queue.claim(worker: "w2", count: 5, visibility: .seconds(30), token: .fresh)
         #expect(second.reclaimed == 1)
         #expect(second.jobs.map(\.id) == [id] && second.jobs[0].attempts == 2)
 
@@ -73,7 +110,7 @@ struct JobQueueTests {
         #expect(job.status == .succeeded && job.result == #"{"by":"w2"}"#)
         #expect(try await queue.stats() == ["completed": 1, "reclaimed": 1])
         #expect(try await queue.depth().total == 0, "the depth is released once")
-        #expect(try await queue.claim(worker: "w3", count: 5, visibility: .seconds(30)).jobs.isEmpty)
+        #expect(try await queue.claim(worker: "w3", count: 5, visibility: .seconds(30), token: .fresh).jobs.isEmpty)
         let ttl = try await queue.client.send("TTL", "sluice:{jobs}:job:\(id)")
         #expect((50...60).contains(ttl.int ?? 0), "results expire")
     }
@@ -82,15 +119,15 @@ struct JobQueueTests {
         let now = try await redisNow()
         let id = JobID.generate(), earlier = JobID.generate()
         _ = try await queue.enqueue(id, keyID: "k", input: "[[1]]", notBefore: now, maxDepth: 5)
-        _ = try await queue.claim(worker: "w1", count: 5, visibility: .milliseconds(50))
+        _ = try await queue.claim(worker: "w1", count: 5, visibility: .milliseconds(50), token: .fresh)
         try await Task.sleep(for: .milliseconds(80))
         // w2 reclaims the stalled job (back in the queue) but takes an earlier one first …
         _ = try await queue.enqueue(earlier, keyID: "k", input: "[[2]]", notBefore: now - 10_000_000, maxDepth: 5)
-        let claim = try await queue.claim(worker: "w2", count: 1, visibility: .seconds(30))
+        let claim = try await queue.claim(worker: "w2", count: 1, visibility: .seconds(30), token: .fresh)
         #expect(claim.reclaimed == 1 && claim.jobs.map(\.id) == [earlier])
         // … and then the stalled first run completes after all: the queued copy is dropped.
         #expect(try await queue.complete(id, .succeeded(result: "{}"), resultLifetime: .seconds(60), worker: "w1"))
-        #expect(try await queue.claim(worker: "w3", count: 5, visibility: .seconds(30)).jobs.isEmpty)
+        #expect(try await queue.claim(worker: "w3", count: 5, visibility: .seconds(30), token: .fresh).jobs.isEmpty)
         #expect(try await queue.job(id)?.status == .succeeded)
     }
 
@@ -123,4 +160,9 @@ struct JobQueueTests {
             #expect(JobID(bad) == nil)
         }
     }
+}
+
+extension String {
+    /// A claim token not used before.
+    static var fresh: String { UUID().uuidString }
 }

@@ -92,7 +92,7 @@ struct DeferralTests {
         // A worker that claims and dies before completing anything ...
         let queue = JobQueue(client: cluster.redis.client())
         try await Task.sleep(for: .milliseconds(100))
-        let ghost = try await queue.claim(worker: "ghost", count: 5, visibility: .seconds(1))
+        let ghost = try await queue.claim(worker: "ghost", count: 5, visibility: .seconds(1), token: "ghost-claim")
         #expect(!ghost.jobs.isEmpty)
         // ... and a real one killed mid-run, while another keeps going.
         let doomed = try await cluster.startWorker()
