@@ -100,6 +100,8 @@ let package = Package(
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                // Idempotency keys and request fingerprints are stored as SHA-256 digests.
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // `sluice worker`: runs queued jobs at their slot; /healthz and /metrics; graceful SIGTERM.

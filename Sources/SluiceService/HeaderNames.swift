@@ -12,6 +12,8 @@ extension HTTPField.Name {
     static let preferenceApplied = Self("Preference-Applied")!
     /// draft-ietf-httpapi-idempotency-key-header.
     static let idempotencyKey = Self("Idempotency-Key")!
+    /// On an answer sent again for a repeated `Idempotency-Key` (as Stripe names it).
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
     /// Seconds a request was held before it was served.
     static let sluiceDelay = Self("Sluice-Delay")!
     /// The admitted request's slot on the limiter's clock.

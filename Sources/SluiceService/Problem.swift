@@ -104,6 +104,20 @@ public struct Problem: HTTPResponseError, Sendable {
         return problem
     }
 
+    static let invalidIdempotencyKey = Problem(
+        status: .badRequest, type: "/problems/invalid-idempotency-key", title: "Invalid Idempotency-Key",
+        detail: "Idempotency-Key must be 1–255 printable ASCII characters, optionally in double quotes.")
+
+    /// draft-ietf-httpapi-idempotency-key-header §2.7: the first request is still being served.
+    static let idempotencyKeyInProgress = Problem(
+        status: .conflict, type: "/problems/idempotency-key-in-progress", title: "Request in progress",
+        detail: "A request with this Idempotency-Key is still being served; retry shortly for its answer.", retryAfter: 1)
+
+    /// draft-ietf-httpapi-idempotency-key-header §2.7: the key was used for another request.
+    static let idempotencyKeyReused = Problem(
+        status: .unprocessableContent, type: "/problems/idempotency-key-reused", title: "Idempotency-Key reused",
+        detail: "This Idempotency-Key was used for a different request; use a new key for a new request.")
+
     static func conflict(_ detail: String) -> Problem {
         Problem(status: .conflict, type: "/problems/conflict", title: "Conflict", detail: detail)
     }

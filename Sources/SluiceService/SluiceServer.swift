@@ -19,6 +19,7 @@ public struct SluiceServer: Sendable {
     let jobs: JobQueue
     let metrics: ServiceMetrics
     let training = TrainingSlot()
+    let idempotency: IdempotencyStore
 
     public init(configuration: ServiceConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -35,6 +36,7 @@ public struct SluiceServer: Sendable {
         let process = metrics.process
         self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger, onEvent: process.record)
         self.jobs = JobQueue(client: redis)
+        self.idempotency = IdempotencyStore(client: redis)
     }
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
