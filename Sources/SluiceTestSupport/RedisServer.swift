@@ -154,19 +154,29 @@ public final class RedisServer: Sendable {
 
     /// A port the kernel just handed out for 127.0.0.1 (free at that moment).
     public static func freePort() throws -> Int {
+        let (fd, port) = try boundSocket()
+        close(fd)
+        return port
+    }
+
+    /// A socket bound to a fresh 127.0.0.1 port and not listening: the port is taken, yet nothing
+    /// answers there. Close the descriptor to free it.
+    public static func boundSocket() throws -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed") }
-        defer { close(fd) }
         var address = loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw TestSupportError("bind() failed") }
+        guard bound == 0 else {
+            close(fd)
+            throw TestSupportError("bind() failed")
+        }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 
     /// True when something accepts TCP connections on 127.0.0.1:`port`.

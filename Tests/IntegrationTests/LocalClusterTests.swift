@@ -41,6 +41,17 @@ struct LocalClusterTests {
 
     private func pid(_ name: String) throws -> Int32 { try script.pid(name) }
 
+    /// A port held by a socket that does not listen is taken too: `up` checks by binding, and says
+    /// which variable moves it, before starting anything.
+    @Test func upRefusesALoadBalancerPortThatCannotBeBound() throws {
+        let (fd, port) = try RedisServer.boundSocket()
+        defer { close(fd) }
+        let cluster = try ClusterScript("port-held", extra: ["SLUICE_LB_PORT": String(port)])
+        let (status, output) = try cluster.run("up")
+        #expect(status != 0 && output.contains("port \(port) is in use; set SLUICE_LB_PORT"), "\(output)")
+        #expect(!FileManager.default.fileExists(atPath: "\(cluster.directory)/pids"), "nothing started")
+    }
+
     @Test func globalLimitsHoldThroughTheLoadBalancerAndSurviveALostReplica() async throws {
         let up = try cluster("up")
         defer { _ = try? cluster("down") }

@@ -35,14 +35,23 @@ ensure_cluster_dependencies() {
   ensure_packages haproxy:haproxy nginx:nginx curl:curl openssl:openssl
 }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on, chosen below the kernel's
+# port_is_free PORT: true when a server could bind 127.0.0.1:PORT now — checked by binding (with
+# perl-base, which every Debian has), so a port held by a socket that does not listen (bound,
+# connecting, or a listener on 0.0.0.0) counts as taken, not only one that answers.
+port_is_free() {
+  perl -MSocket -e 'socket(my $s, PF_INET, SOCK_STREAM, 0) or exit 2;
+    setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1);
+    bind($s, sockaddr_in($ARGV[0], inet_aton("127.0.0.1"))) or exit 1' "$1"
+}
+
+# free_port prints a TCP port on 127.0.0.1 that is free (port_is_free), chosen below the kernel's
 # ephemeral range (ip_local_port_range) so that no outgoing connection can take it meanwhile.
 free_port() {
   local port low=32768
   [ -r /proc/sys/net/ipv4/ip_local_port_range ] && read -r low _ </proc/sys/net/ipv4/ip_local_port_range
   [ "$low" -gt 12000 ] || low=32768
   for port in $(shuf -i 10000-$((low - 1)) -n 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
+    port_is_free "$port" && { echo "$port"; return 0; }
   done
   echo "no free port found" >&2
   return 1
