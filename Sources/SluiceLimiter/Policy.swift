@@ -67,8 +67,8 @@ public struct Policy: Sendable, Hashable, Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let seconds = try container.decode(Double.self, forKey: .period)
-        guard seconds.isFinite, seconds > 0, seconds <= 1e9 else {
-            throw DecodingError.dataCorruptedError(forKey: .period, in: container, debugDescription: "period must be seconds > 0")
+        guard seconds.isFinite, seconds >= 0.000001, seconds <= 1e9 else {
+            throw DecodingError.dataCorruptedError(forKey: .period, in: container, debugDescription: "period must be seconds from 0.000001 to 10^9")
         }
         let rate = try container.decode(Int.self, forKey: .rate)
         self.init(

@@ -14,9 +14,9 @@ struct AccessControl: Sendable {
     let trustedProxies: TrustedProxies
     let metrics: ServiceMetrics
 
-    /// Failed authentication is limited per client address, so that guessing keys is throttled:
-    /// 30 per minute with bursts of 10.
-    static let failedAuthPolicy = Policy(name: "auth", rate: 30, period: .seconds(60), burst: 10)
+    /// Failed authentication is limited per client address, so that guessing keys is throttled
+    /// (``ServiceConfiguration/failedAuthPolicy``).
+    let failedAuthPolicy: Policy
 
     /// The key's record; failures are `401` (or `429` for a client that keeps failing, `503`
     /// when keys cannot be checked).
@@ -30,7 +30,7 @@ struct AccessControl: Sendable {
             }
             metrics.authFailures.increment()
             let client = clientAddress(request, context: context)
-            let decision = try await decide(key: "client-\(client)", policies: [Self.failedAuthPolicy], cost: 1, logger: context.logger)
+            let decision = try await decide(key: "client-\(client)", policies: [failedAuthPolicy], cost: 1, logger: context.logger)
             if !decision.isAllowed {
                 throw rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
             }
@@ -47,7 +47,8 @@ struct AccessControl: Sendable {
     /// Policy names a key may not give its own policies: they name Sluice's own limiter state
     /// under the key's id (the daily quota, polling jobs, uploads to train) or per address.
     static let reservedPolicyNames: Set<String> = [
-        "daily", failedAuthPolicy.name, jobStatusPolicy.name, ServiceConfiguration.trainingPolicy(perHour: 1, burst: 1).name,
+        "daily", ServiceConfiguration.failedAuthPolicy(perMinute: 1, burst: 1).name, jobStatusPolicy.name,
+        ServiceConfiguration.trainingPolicy(perHour: 1, burst: 1).name,
     ]
 
     /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when

@@ -119,7 +119,8 @@ struct KeySpec: Decodable {
     static func decode(_ body: [UInt8]) throws(Problem) -> KeySpec {
         let spec = try StrictBody.decode(KeySpec.self, from: body, shape: shape)
         var errors: [Problem.FieldError] = []
-        if spec.name.isEmpty || spec.name.count > 64 || spec.name.unicodeScalars.contains(where: Self.isInvisible) {
+        // Counted in code points, as JSON Schema's maxLength counts (openapi.yaml).
+        if spec.name.isEmpty || spec.name.unicodeScalars.count > 64 || spec.name.unicodeScalars.contains(where: Self.isInvisible) {
             errors.append(.init(pointer: "/name", detail: "1-64 characters, none of them control or bidirectional-override characters"))
         }
         if spec.scopes.isEmpty { errors.append(.init(pointer: "/scopes", detail: "at least one scope")) }

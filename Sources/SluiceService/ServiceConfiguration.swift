@@ -28,6 +28,13 @@ public struct ServiceConfiguration: Sendable {
     /// Uploads per key to `POST /v1/models`, on top of the key's own limits (`--training-rate`
     /// per hour, `--training-burst`); the name is reserved for it.
     public var trainingPolicy = Self.trainingPolicy(perHour: 12, burst: 3)
+    /// Failed authentications per client address (`--auth-failure-rate` per minute,
+    /// `--auth-failure-burst`), so that guessing keys is throttled; the name `auth` is reserved.
+    public var failedAuthPolicy = Self.failedAuthPolicy(perMinute: 30, burst: 10)
+
+    public static func failedAuthPolicy(perMinute: Int, burst: Int) -> Policy {
+        Policy(name: "auth", rate: perMinute, period: .seconds(60), burst: burst)
+    }
 
     /// `perHour` uploads per key, `burst` of them at once; charged under the reserved name `training`.
     public static func trainingPolicy(perHour: Int, burst: Int) -> Policy {

@@ -31,7 +31,8 @@ public struct SluiceServer: Sendable {
             authenticator: KeyAuthenticator(store: keys, bootstrapAdminKey: configuration.adminKey, cacheLifetime: configuration.keyCacheLifetime),
             limiter: RateLimiter(client: redis),
             trustedProxies: configuration.trustedProxies,
-            metrics: metrics
+            metrics: metrics,
+            failedAuthPolicy: configuration.failedAuthPolicy
         )
         let process = metrics.process
         self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger, onEvent: process.record)

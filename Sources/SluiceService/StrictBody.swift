@@ -15,7 +15,8 @@ indirect enum BodyShape: Sendable {
 /// twice, as in `{"scopes":["admin"],"scopes":["predict"]}`, which Foundation would read as
 /// `admin` and Python or JavaScript as `predict` → 422), then fields the shape does not name are
 /// refused (422, each by its JSON Pointer: a typo such as `max_dealy` must not silently take the
-/// default), and only then `Decodable` (a value of the wrong type → 422 naming its field).
+/// default) as is `null` for any field, and only then `Decodable` (a value of the wrong type → 422
+/// naming its field).
 enum StrictBody {
     static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8], shape: BodyShape) throws(Problem) -> T {
         try validate(body, shape: shape)
@@ -57,6 +58,11 @@ enum StrictBody {
                 let child = pointer + "/" + StrictJSON.escapePointer(key)
                 guard let fieldShape = fields[key] else {
                     errors.append(.init(pointer: child, detail: "unknown field"))
+                    continue
+                }
+                // No field takes null (the schema says so): leave an optional field out instead.
+                if case .null = members[key]! {
+                    errors.append(.init(pointer: child, detail: "must not be null; leave the field out for its default"))
                     continue
                 }
                 check(members[key]!, shape: fieldShape, pointer: child, into: &errors)

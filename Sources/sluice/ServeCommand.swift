@@ -51,6 +51,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Model uploads per key at once before the hourly rate applies (default 3). Env: SLUICE_TRAINING_BURST.")
     var trainingBurst: Int?
 
+    @Option(help: "Failed authentications per client address per minute before 429 (default 30). Env: SLUICE_AUTH_FAILURE_RATE.")
+    var authFailureRate: Int?
+
+    @Option(help: "Failed authentications per client address at once before the per-minute rate applies (default 10). Env: SLUICE_AUTH_FAILURE_BURST.")
+    var authFailureBurst: Int?
+
     @Option(help: "trace, debug, info (one access-log line per request), notice, warning, error. Env: SLUICE_LOG_LEVEL.")
     var logLevel: String?
 
@@ -84,6 +90,9 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.trainingPolicy = ServiceConfiguration.trainingPolicy(
                 perHour: try positive(trainingRate, "SLUICE_TRAINING_RATE", environment) ?? 12,
                 burst: try positive(trainingBurst, "SLUICE_TRAINING_BURST", environment) ?? 3)
+            configuration.failedAuthPolicy = ServiceConfiguration.failedAuthPolicy(
+                perMinute: try positive(authFailureRate, "SLUICE_AUTH_FAILURE_RATE", environment) ?? 30,
+                burst: try positive(authFailureBurst, "SLUICE_AUTH_FAILURE_BURST", environment) ?? 10)
         } catch {
             // Refuse to start unsafely; the message names the variable, never its value.
             logger.critical("refusing to start: \(error)")
@@ -112,22 +121,4 @@ private func positive(_ flag: Int?, _ variable: String, _ environment: [String: 
     }) else { return nil }
     guard value > 0 else { throw ValidationError("\(variable) must be positive, not \(value)") }
     return value
-}
-
-/// `sluice keygen`: prints a new API key, or a signing key, from the system CSPRNG.
-struct KeygenCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "keygen", abstract: "Print a new random API key (for SLUICE_ADMIN_KEY) or, with --signing, a signing key.")
-
-    @Flag(help: "Print 64 hex characters (256 bits) for SLUICE_MODEL_SIGNING_KEY instead.")
-    var signing = false
-
-    func run() {
-        if signing {
-            var generator = SystemRandomNumberGenerator()
-            print((0..<4).map { _ in String(format: "%016llx", generator.next() as UInt64) }.joined())
-        } else {
-            print(APIKey.generate().revealed)
-        }
-    }
 }

@@ -28,6 +28,31 @@ ensure_build_dependencies() {
   ensure_packages pkgconfig:hiredis:libhiredis-dev redis-server:redis-server redis-cli:redis-tools
 }
 
+# ensure_test_python DIR makes DIR a Python venv (Debian's python3 + python3-venv) holding the
+# API-testing tools the tests run, at pinned versions; reused while the pins are unchanged.
+# Prints the venv's bin directory.
+ensure_test_python() {
+  local dir=$1 pins="schemathesis==4.32.5 openapi-spec-validator==0.9.0"
+  [ -x /usr/bin/python3 ] || ensure_packages_forced python3 >&2
+  /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || ensure_packages_forced python3-venv >&2
+  if [ "$(cat "$dir/.pins" 2>/dev/null)" != "$pins" ]; then
+    rm -rf "$dir"
+    /usr/bin/python3 -m venv "$dir" >&2
+    "$dir/bin/pip" install -q --disable-pip-version-check $pins >&2
+    echo "$pins" >"$dir/.pins"
+  fi
+  echo "$dir/bin"
+}
+
+# ensure_packages_forced PACKAGE ... installs Debian packages that no command reveals.
+ensure_packages_forced() {
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing: $*" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # What the cluster tests add: the load balancers (HAProxy runs the local cluster, nginx's
 # config is validated with `nginx -t`), curl (scripts/cluster's health checks) and openssl
 # (the load balancer's certificates, TLS handshake tests).

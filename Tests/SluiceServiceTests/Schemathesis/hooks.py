@@ -1,0 +1,86 @@
+"""Schemathesis hooks for Sluice (SCHEMATHESIS_HOOKS): what openapi.yaml cannot say in JSON Schema.
+
+The filters drop generated bodies that are schema-valid yet break a rule the spec states in prose,
+one JSON Schema cannot express (across fields, or against the clock); the server enforces each with
+a 422 naming the field. One map stands in for what no schema can generate (a valid training CSV),
+and one failure filter drops the 422 of a repeated Idempotency-Key, which is state, not schema.
+"""
+import datetime
+import os
+
+import schemathesis
+
+MAX_OFFSET_US = 2**51
+
+
+def _policy_fits(policy):
+    """gcra.lua's bound: burst × emission interval below 2^51 µs (Policy.validationError)."""
+    rate, burst = policy.get("rate"), policy.get("burst", policy.get("rate"))
+    period = policy.get("period")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (rate, burst)):
+        return True  # not a positive case: left to the negative checks
+    if not isinstance(period, (int, float)) or isinstance(period, bool) or rate < 1 or burst < 1:
+        return True
+    period_us = round(period * 1_000_000)
+    interval = (period_us + rate - 1) // rate
+    return rate < MAX_OFFSET_US and burst < MAX_OFFSET_US and interval * burst < MAX_OFFSET_US
+
+
+def _future(text):
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return True  # not a date: left to the negative checks
+    if moment.tzinfo is None:
+        return True
+    return moment > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)
+
+
+@schemathesis.hook("filter_body").apply_to(path="/v1/keys", method="POST")
+def key_spec_rules(context, body):
+    if not isinstance(body, dict):
+        return True
+    policies = body.get("policies")
+    if isinstance(policies, list):
+        names = [p.get("name", "default") for p in policies if isinstance(p, dict)]
+        if len(names) != len(set(names)):
+            return False  # "a key's policies have distinct names"
+        if not all(_policy_fits(p) for p in policies if isinstance(p, dict)):
+            return False
+    if isinstance(body.get("expires_at"), str) and not _future(body["expires_at"]):
+        return False  # "expires_at must lie in the future"
+    return True
+
+
+@schemathesis.hook("filter_body").apply_to(path="/v1/models", method="POST")
+def training_rows_cover_every_class(context, body):
+    """"at least one row of every class" (JSON form)."""
+    if isinstance(body, dict) and isinstance(body.get("rows"), list):
+        labels = {row.get("species") for row in body["rows"] if isinstance(row, dict)}
+        if all(isinstance(row, dict) for row in body["rows"]) and len(body["rows"]) >= 30:
+            return {"setosa", "versicolor", "virginica"} <= labels
+    return True
+
+
+_IRIS = open(os.path.join(os.path.dirname(__file__), "../../../data/iris.csv")).read()
+
+
+@schemathesis.hook("map_case").apply_to(path="/v1/models", method="POST")
+def csv_uploads_are_training_data(context, case):
+    """JSON Schema cannot describe a valid CSV file: a generated text/csv upload becomes the shipped
+    data set (a valid upload). JSON uploads are generated as they are."""
+    if (case.media_type or "").startswith("text/csv"):
+        case.body = _IRIS
+    return case
+
+
+@schemathesis.hook("filter_failure").apply_to(path="/v1/predict", method="POST")
+def a_reused_idempotency_key_is_state_not_schema(context, failure, case, response):
+    """A generated Idempotency-Key may repeat with another body; the 422 that earns is by design
+    (draft-ietf-httpapi-idempotency-key-header), a matter of state the schema cannot carry. Only
+    that failure is dropped, and only with that problem type."""
+    try:
+        problem = response.json()
+    except Exception:
+        return True
+    return not (response.status_code == 422 and isinstance(problem, dict) and problem.get("type") == "/problems/idempotency-key-reused")
