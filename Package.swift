@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "SluiceRedis", targets: ["SluiceRedis"]),
         .library(name: "SluiceLimiter", targets: ["SluiceLimiter"]),
+        // For the fuzzing package in Fuzz/ (built apart, with libFuzzer and AddressSanitizer).
+        .library(name: "SluiceService", targets: ["SluiceService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

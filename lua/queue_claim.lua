@@ -29,6 +29,7 @@ local function fail(message)
   return redis.error_reply('ERR queue: ' .. message)
 end
 
+if #KEYS < 4 or #ARGV < 4 then return fail('claim takes at least 4 keys and 4 arguments') end
 local count = tonumber(ARGV[1])
 local visibility = tonumber(ARGV[2])
 local reclaim_candidates = tonumber(ARGV[4])

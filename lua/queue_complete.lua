@@ -9,13 +9,14 @@
 --   ARGV[4]  result lifetime (integer seconds >= 1)             ARGV[5] worker name
 -- Reply: 1 when this call wrote the outcome, 0 when it was already written or the job is gone.
 
+if #KEYS ~= 4 or #ARGV ~= 5 then return redis.error_reply('ERR queue: complete takes 4 keys and 5 arguments') end
 local outcome = ARGV[2]
 if outcome ~= 'succeeded' and outcome ~= 'failed' then
   return redis.error_reply('ERR queue: outcome must be succeeded or failed')
 end
 local ttl = tonumber(ARGV[4])
-if ttl == nil or ttl < 1 or ttl ~= math.floor(ttl) then
-  return redis.error_reply('ERR queue: result lifetime must be whole seconds >= 1')
+if ttl == nil or ttl < 1 or ttl > 315360000 or ttl ~= math.floor(ttl) then
+  return redis.error_reply('ERR queue: result lifetime must be whole seconds from 1 to 315360000')
 end
 
 local fields = redis.call('HMGET', KEYS[4], 'status', 'key_id')

@@ -16,14 +16,18 @@ local function fail(message)
   return redis.error_reply('ERR queue: ' .. message)
 end
 
+if #KEYS ~= 3 or #ARGV ~= 5 then return fail('enqueue takes 3 keys and 5 arguments') end
+
 local not_before = tonumber(ARGV[4])
 local max_depth = tonumber(ARGV[5])
 if ARGV[1] == nil or ARGV[1] == '' or ARGV[2] == nil or ARGV[2] == '' or ARGV[3] == nil then
   return fail('job id, key id and input are required')
 end
-if not_before == nil or not_before ~= math.floor(not_before) or not_before < 0 then
+if not_before == nil or not_before ~= math.floor(not_before) or not_before < 0 or not_before >= 2^53 then
   return fail('not_before must be integer microseconds')
 end
+-- Written as parsed (tonumber also takes ' 1' or '0x10', which ZADD would refuse after HSET wrote).
+local slot = string.format('%.0f', not_before)
 if max_depth == nil or max_depth < 1 or max_depth ~= math.floor(max_depth) then
   return fail('max_depth must be an integer >= 1')
 end
@@ -35,8 +39,8 @@ if redis.call('EXISTS', KEYS[3]) == 1 then return fail('job id already in use') 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 redis.call('HSET', KEYS[3],
-  'key_id', ARGV[2], 'input', ARGV[3], 'not_before', ARGV[4],
+  'key_id', ARGV[2], 'input', ARGV[3], 'not_before', slot,
   'created_at', string.format('%.0f', now), 'status', 'queued', 'attempts', 0)
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[1], slot, ARGV[1])
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 return { 1, depth + 1 }

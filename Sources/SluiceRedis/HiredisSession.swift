@@ -158,7 +158,7 @@ final class HiredisSession {
         }
     }
 
-    private static func convert(_ pointer: UnsafeMutablePointer<redisReply>) -> RedisReply {
+    static func convert(_ pointer: UnsafeMutablePointer<redisReply>) -> RedisReply {
         let reply = pointer.pointee
         func bytes() -> [UInt8] {
             guard let str = reply.str, reply.len > 0 else { return [] }

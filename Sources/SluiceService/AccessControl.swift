@@ -140,11 +140,15 @@ struct AccessControl: Sendable {
     /// The peer address, or — only when the peer is a trusted proxy — the last address in
     /// `X-Forwarded-For` that is not itself a trusted proxy.
     func clientAddress(_ request: Request, context: SluiceRequestContext) -> String {
-        let peer = context.remoteAddress?.ipAddress ?? "unknown"
-        guard trustedProxies.contains(peer), let forwarded = request.headers[.forwardedFor] else { return Self.sanitized(peer) }
+        Self.clientAddress(peer: context.remoteAddress?.ipAddress ?? "unknown", forwardedFor: request.headers[.forwardedFor], trusting: trustedProxies)
+    }
+
+    /// ``clientAddress(_:context:)`` on plain values (fuzzed on its own).
+    static func clientAddress(peer: String, forwardedFor: String?, trusting trustedProxies: TrustedProxies) -> String {
+        guard trustedProxies.contains(peer), let forwarded = forwardedFor else { return sanitized(peer) }
         let hops = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let client = hops.last { !trustedProxies.contains($0) } ?? peer
-        return Self.sanitized(client)
+        return sanitized(client)
     }
 
     /// Keeps an address usable as a limiter key whatever a header contained.

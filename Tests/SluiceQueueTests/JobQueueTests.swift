@@ -78,6 +78,32 @@ struct JobQueueTests {
         }
     }
 
+    /// Found by `scripts/fuzz lua`: arguments Lua's tonumber takes but Redis does not (" 1") were
+    /// written after a first write succeeded, and a missing key was a Lua runtime error. Now each
+    /// script checks its whole contract first, and writes only values it parsed.
+    @Test func scriptsWriteOnlyWhatTheyParsedAndCheckTheirKeys() async throws {
+        let source = { (name: String) in
+            try String(contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                .appendingPathComponent("../../lua/\(name).lua").path, encoding: .utf8)
+        }
+        let client = queue.client
+        let id = JobID.generate().rawValue
+        let enqueued = try await client.send(RedisCommand(
+            "EVAL", [try source("queue_enqueue"), "3", "{q}:due", "{q}:depth", "{q}:job", id, "key", "[]", " 1", "10"]))
+        #expect(enqueued.array?.first?.int == 1)
+        #expect(try await client.send("ZSCORE", "{q}:due", id).string == "1", "the slot as parsed, not as sent")
+        #expect(try await client.send("HGET", "{q}:job", "not_before").string == "1")
+        for (name, keys) in [("lock_release", 0), ("queue_complete", 2), ("queue_enqueue", 1), ("queue_claim", 3)] {
+            do {
+                _ = try await client.send(RedisCommand("EVAL", [try source(name), String(keys)] + (0..<keys).map { "{q}:x\($0)" } + ["a"]))
+                Issue.record("\(name) with \(keys) keys must be refused")
+            } catch {
+                guard case .server(let message) = error as? RedisError else { throw error }
+                #expect(message.hasPrefix("ERR lock: ") || message.hasPrefix("ERR queue: "), "\(name): \(message)")
+            }
+        }
+    }
+
     @Test func maxDepthBoundsEachKeySeparately() async throws {
         let now = try await redisNow()
         for expected in 1...3 {

@@ -154,3 +154,20 @@ extension RedisConfiguration {
         return copy
     }
 }
+
+/// hiredis' reader and the reply conversion on arbitrary bytes (the fuzzer's `resp` target runs
+/// the same with coverage guidance): complete replies are read, garbage is a protocol error.
+@Suite("RESP reader on arbitrary bytes")
+struct RESPReaderTests {
+    @Test func readsRepliesAndRefusesGarbage() {
+        let stream = Array("*3\r\n$3\r\nfoo\r\n:42\r\n*2\r\n+OK\r\n-ERR bad\r\n$-1\r\n$5\r\nhel".utf8)
+        guard case .success(let replies) = RESPReader.replies(from: stream) else { Issue.record("a valid stream"); return }
+        #expect(replies == [.array([.bulkString(Array("foo".utf8)), .integer(42), .array([.simpleString("OK"), .error("ERR bad")])]), .null])
+        guard case .failure(let error) = RESPReader.replies(from: Array("?garbage\r\n".utf8)) else { Issue.record("garbage"); return }
+        #expect("\(error)".contains("protocol error"))
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            _ = RESPReader.replies(from: (0..<Int.random(in: 0..<64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        }
+    }
+}
