@@ -48,13 +48,18 @@ public final class RawConnection {
         return bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) } == bytes.count
     }
 
-    /// Reads what arrives within `timeout` seconds, until the peer closes: the bytes, and whether
-    /// the connection was closed (an orderly close or a reset) by then.
-    public func receive(timeout: Double) -> (text: String, closed: Bool) {
+    /// Reads what arrives within `timeout` seconds, until the peer closes (or, with `until`, as soon
+    /// as what arrived ends with it): the bytes, and whether the connection was closed (an orderly
+    /// close or a reset) by then.
+    public func receive(timeout: Double, until terminator: String? = nil) -> (text: String, closed: Bool) {
         var received: [UInt8] = []
         let deadline = Date().addingTimeInterval(timeout)
+        let end = terminator.map { Array($0.utf8) }
         while true {
             let remaining = deadline.timeIntervalSinceNow
+            if let end, received.count >= end.count, Array(received.suffix(end.count)) == end {
+                return (String(decoding: received, as: UTF8.self), false)
+            }
             guard remaining > 0 else { return (String(decoding: received, as: UTF8.self), false) }
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&descriptor, 1, Int32(remaining * 1000) + 1) > 0 else { continue }

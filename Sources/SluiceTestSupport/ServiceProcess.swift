@@ -68,6 +68,16 @@ public final class ServiceProcess: Sendable {
         (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
+    /// The process' resident memory (kB) and open descriptors, from /proc.
+    public var footprint: (rssKB: Int, descriptors: Int)? {
+        guard let pid, let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let rss = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]),
+            let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+        else { return nil }
+        return (rss, descriptors)
+    }
+
     /// Waits until `GET /readyz` answers 200 (a replica: Redis reachable, a verified model loaded).
     public func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
         try await waitFor200("/readyz", timeout: timeout)

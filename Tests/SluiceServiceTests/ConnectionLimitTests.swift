@@ -62,6 +62,34 @@ struct ConnectionLimitTests {
         #expect(idleFor > 1.5 && idleFor < 3.5, "closed \(idleFor) s after its answer")
     }
 
+    /// 2,000 keep-alive connections left idle after one request each: the replica's memory grows by
+    /// a bounded amount, new clients are served meanwhile, and every idle connection is closed at
+    /// the idle timeout (its descriptors come back).
+    @Test func twoThousandIdleKeepAliveConnectionsStayBoundedAndClose() async throws {
+        let cluster = try await Cluster(replicaArguments: ["--read-timeout", "30", "--idle-timeout", "8"])
+        let replica = cluster.replicas[0]
+        _ = try await HTTP.send("GET", "\(cluster.url)/healthz")
+        let before = try #require(replica.footprint)
+        var idle: [RawConnection] = []
+        for index in 0..<2_000 {
+            // From many loopback addresses, as many clients would come.
+            let connection = try RawConnection(port: replica.port, source: "127.0.\(1 + index / 250).\(1 + index % 250)")
+            connection.send("GET /healthz HTTP/1.1\r\nHost: sluice\r\n\r\n")
+            #expect(connection.receive(timeout: 2, until: #"{"status":"ok"}"#).text.hasPrefix("HTTP/1.1 200"))
+            idle.append(connection)
+        }
+        let loaded = try #require(replica.footprint)
+        #expect(loaded.descriptors >= before.descriptors + 2_000)
+        #expect(loaded.rssKB - before.rssKB < 64 * 1024, "2,000 idle connections cost \((loaded.rssKB - before.rssKB) / 1024) MiB")
+        let started = ContinuousClock.now
+        #expect(try await HTTP.send("GET", "\(cluster.url)/healthz", timeout: 2).status == 200)
+        #expect(ContinuousClock.now - started < .seconds(1), "a new client is served at once")
+        try await Task.sleep(for: .seconds(9))
+        let after = try #require(replica.footprint)
+        #expect(after.descriptors <= before.descriptors + 10, "idle connections closed: \(before.descriptors) → \(after.descriptors)")
+        #expect(idle.prefix(20).allSatisfy { $0.secondsUntilClosed(timeout: 0.5) != nil })
+    }
+
     @Test func pastTheCapNewConnectionsAreClosedAndTheReplicaKeepsAnswering() async throws {
         let cluster = try await Cluster(replicaArguments: ["--max-connections", "20", "--read-timeout", "30"])
         let port = cluster.replicas[0].port
