@@ -6,6 +6,7 @@ a 422 naming the field. One map stands in for what no schema can generate (a val
 and one failure filter drops the 422 of a repeated Idempotency-Key, which is state, not schema.
 """
 import datetime
+import math
 import os
 
 import schemathesis
@@ -13,15 +14,25 @@ import schemathesis
 MAX_OFFSET_US = 2**51
 
 
+def _whole(value):
+    """An integer as JSON Schema counts one (5 or 5.0), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _policy_fits(policy):
     """gcra.lua's bound: burst × emission interval below 2^51 µs (Policy.validationError)."""
-    rate, burst = policy.get("rate"), policy.get("burst", policy.get("rate"))
+    rate = _whole(policy.get("rate"))
+    burst = _whole(policy.get("burst", policy.get("rate")))
     period = policy.get("period")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (rate, burst)):
+    if rate is None or burst is None or isinstance(period, bool) or not isinstance(period, (int, float)) or rate < 1 or burst < 1:
         return True  # not a positive case: left to the negative checks
-    if not isinstance(period, (int, float)) or isinstance(period, bool) or rate < 1 or burst < 1:
-        return True
-    period_us = round(period * 1_000_000)
+    period_us = math.floor(period * 1_000_000 + 0.5)  # as Swift rounds (half away from zero)
     interval = (period_us + rate - 1) // rate
     return rate < MAX_OFFSET_US and burst < MAX_OFFSET_US and interval * burst < MAX_OFFSET_US
 
