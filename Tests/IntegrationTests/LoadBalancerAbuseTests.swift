@@ -15,6 +15,41 @@ struct LoadBalancerAbuseTests {
 
     private func cluster(_ command: String) throws -> (status: Int32, output: String) { try script.run(command) }
 
+    /// The replica's byte-level refusals (HTTPAbuseTests) hold through HAProxy too: oversized or
+    /// crowded heads and smuggling attempts get one refusal and a closed connection, never a
+    /// second request behind them; pipelined requests are answered in order. (HAProxy answers an
+    /// oversized head itself, with 400 rather than 431. An obs-folded header is not here: HAProxy
+    /// unfolds it before forwarding, as RFC 9112 §5.2 lets a proxy, so both sides agree on where
+    /// each request ends and nothing is smuggled.)
+    @Test func malformedAndSmuggledRequestsThroughHAProxy() async throws {
+        let up = try cluster("up")
+        defer { _ = try? cluster("down") }
+        try #require(up.status == 0, "\(up.output.suffix(3000))")
+        func exchange(_ request: String) throws -> (statuses: [String], closed: Bool, text: String) {
+            let connection = try RawConnection(port: lbPort)
+            connection.send(request)
+            let (text, closed) = connection.receive(timeout: 2)
+            return (text.matches(of: /HTTP\/1\.[01] (\d{3})\s/).map { String($0.1) }, closed, text)
+        }
+        let big = try exchange("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 17 * 1024))\r\n\r\n")
+        #expect(["400", "431"].contains(big.statuses.first ?? "") && big.statuses.count == 1 && big.closed, "\(big.text.prefix(300))")
+        let crowded = try exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n" + (0..<101).map { "X-H\($0): v\r\n" }.joined() + "\r\n")
+        #expect(["400", "431"].contains(crowded.statuses.first ?? "") && crowded.statuses.count == 1 && crowded.closed, "\(crowded.text.prefix(300))")
+        let smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        for head in [
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 45\r\n\r\n",
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+        ] {
+            let answer = try exchange(head + smuggled)
+            #expect(answer.statuses.count == 1 && answer.statuses != ["200"] && answer.closed, "\(head.debugDescription): \(answer.text.prefix(300))")
+        }
+        let pipelined = try exchange(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(pipelined.statuses == ["200", "404", "200"], "\(pipelined.text)")
+        #expect(try exchange("GET /healthz HTTP/1.1\r\n\r\n").statuses == ["400"], "HTTP/1.1 without Host")
+    }
+
     /// One client (127.0.0.2) holds 4,200 slowloris connections, each trickling its headers a
     /// byte at a time and reconnecting when cut off; another client (127.0.0.1) must still get
     /// `/healthz` and a prediction answered within 1 s, all along.
