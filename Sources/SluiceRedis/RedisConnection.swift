@@ -66,6 +66,8 @@ public final class RedisConnection: Sendable {
         thread.start()
     }
 
+    deinit { deadlineTimer.cancel() }
+
     /// Round trips (batches written and read) so far; commands ÷ round trips is the pipelining depth.
     public var roundTrips: Int { completedRoundTrips.load(ordering: .relaxed) }
 
