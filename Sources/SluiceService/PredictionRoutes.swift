@@ -12,7 +12,7 @@ extension SluiceServer {
 
     /// Authenticates first (an anonymous caller costs no read and no parse of its body), validates
     /// (no Redis involved), then — unless an `Idempotency-Key` names an earlier answer — charges
-    /// and serves it (see ``serve(_:_:record:body:)``).
+    /// and serves it (see ``serve(_:_:record:parsed:)``).
     private func predict(_ request: Request, _ context: SluiceRequestContext) async throws -> Response {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
         let record = try await access.authenticate(request, context: context)

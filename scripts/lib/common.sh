@@ -14,12 +14,17 @@ ensure_packages() {
     esac
   done
   [ ${#missing[@]} -eq 0 ] && return 0
+  install_packages "${missing[@]}"
+  # Debian starts the packaged redis-server on 6379; ours run on their own ports and sockets.
+}
+
+# install_packages PACKAGE ... installs Debian packages (for those no command reveals, directly).
+install_packages() {
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  echo "installing: ${missing[*]}" >&2
+  echo "installing: $*" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts the packaged redis-server on 6379; ours run on their own ports and sockets.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # The build and test dependencies of Sluice.
@@ -33,8 +38,8 @@ ensure_build_dependencies() {
 # Prints the venv's bin directory.
 ensure_test_python() {
   local dir=$1 pins="schemathesis==4.32.5 openapi-spec-validator==0.9.0"
-  [ -x /usr/bin/python3 ] || ensure_packages_forced python3 >&2
-  /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || ensure_packages_forced python3-venv >&2
+  [ -x /usr/bin/python3 ] || install_packages python3 >&2
+  /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || install_packages python3-venv >&2
   if [ "$(cat "$dir/.pins" 2>/dev/null)" != "$pins" ]; then
     rm -rf "$dir"
     /usr/bin/python3 -m venv "$dir" >&2
@@ -42,15 +47,6 @@ ensure_test_python() {
     echo "$pins" >"$dir/.pins"
   fi
   echo "$dir/bin"
-}
-
-# ensure_packages_forced PACKAGE ... installs Debian packages that no command reveals.
-ensure_packages_forced() {
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  echo "installing: $*" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # What the cluster tests add: the load balancers (HAProxy runs the local cluster, nginx's
