@@ -32,12 +32,16 @@ def _policy_fits(policy):
     period = policy.get("period")
     if rate is None or burst is None or isinstance(period, bool) or not isinstance(period, (int, float)) or rate < 1 or burst < 1:
         return True  # not a positive case: left to the negative checks
+    if not (0.000001 <= period <= 1e9):
+        return True  # out of the schema's range (NaN and infinities too): a negative case
     period_us = math.floor(period * 1_000_000 + 0.5)  # as Swift rounds (half away from zero)
     interval = (period_us + rate - 1) // rate
     return rate < MAX_OFFSET_US and burst < MAX_OFFSET_US and interval * burst < MAX_OFFSET_US
 
 
 def _future(text):
+    if not isinstance(text, str):
+        return True  # not a date: left to the negative checks
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (TypeError, ValueError):
@@ -54,6 +58,8 @@ def key_spec_rules(context, body):
     policies = body.get("policies")
     if isinstance(policies, list):
         names = [p.get("name", "default") for p in policies if isinstance(p, dict)]
+        if not all(isinstance(name, str) for name in names):
+            return True  # not a positive case: left to the negative checks
         if len(names) != len(set(names)):
             return False  # "a key's policies have distinct names"
         if not all(_policy_fits(p) for p in policies if isinstance(p, dict)):
@@ -67,7 +73,7 @@ def key_spec_rules(context, body):
 def training_rows_cover_every_class(context, body):
     """"at least one row of every class" (JSON form)."""
     if isinstance(body, dict) and isinstance(body.get("rows"), list):
-        labels = {row.get("species") for row in body["rows"] if isinstance(row, dict)}
+        labels = {row.get("species") for row in body["rows"] if isinstance(row, dict) and isinstance(row.get("species"), str)}
         if all(isinstance(row, dict) for row in body["rows"]) and len(body["rows"]) >= 30:
             return {"setosa", "versicolor", "virginica"} <= labels
     return True
