@@ -11,9 +11,6 @@ final class HiredisSession {
     private let configuration: RedisConfiguration
     private var context: UnsafeMutablePointer<redisContext>?
     private var lastUsed = ContinuousClock.now
-    /// The socket's read/write timeout now set (`redisSetTimeout`): changed only when a batch has
-    /// noticeably less time left than the command timeout, so the common case makes no syscall.
-    private var socketTimeout: Duration = .zero
 
     init(configuration: RedisConfiguration) {
         self.configuration = configuration
@@ -41,7 +38,6 @@ final class HiredisSession {
             throw .cannotConnect(endpoint: endpoint, reason: reason)
         }
         _ = redisSetTimeout(candidate, timeval(configuration.commandTimeout))
-        socketTimeout = configuration.commandTimeout
         if case .tcp = configuration.endpoint { _ = redisEnableKeepAlive(candidate) }
         context = candidate
         lastUsed = .now
@@ -85,17 +81,9 @@ final class HiredisSession {
     /// Writes every command, then reads every reply: one round trip for the whole batch.
     ///
     /// Throws when the connection itself fails (the whole batch is lost and the session closed);
-    /// per-command error replies come back as `.failure(.server)`. `timeout` bounds each blocking
-    /// write and read of the batch: at most the command timeout, and at least a quarter of it (a
-    /// read that times out costs the connection, so it must not be set off by a busy moment).
-    func execute(_ commands: [RedisCommand], timeout: Duration? = nil) throws(RedisError) -> [Result<RedisReply, RedisError>] {
+    /// per-command error replies come back as `.failure(.server)`.
+    func execute(_ commands: [RedisCommand]) throws(RedisError) -> [Result<RedisReply, RedisError>] {
         guard let context else { throw .connectionLost(endpoint: endpoint, reason: "not connected") }
-        let limit = configuration.commandTimeout
-        let wanted = min(max(timeout ?? limit, limit / 4), limit)
-        if wanted < socketTimeout - .milliseconds(5) || wanted > socketTimeout + .milliseconds(5) {
-            _ = redisSetTimeout(context, timeval(wanted))
-            socketTimeout = wanted
-        }
         for command in commands {
             guard Self.append(command, to: context) == REDIS_OK else { throw failure(context) }
         }

@@ -16,8 +16,9 @@ import Synchronization
 ///   each at most its command timeout, so a short Redis restart costs at most one batch;
 /// - a connection the server closed while idle is detected before use and replaced silently;
 /// - every command's deadline holds whatever the thread is blocked on: a timer fails queued
-///   commands past it (while the thread waits on a hung batch or a reconnect), and a batch's read
-///   timeout is cut to what its oldest command has left.
+///   commands past it (while the thread waits on a hung batch or a reconnect). The batch in flight
+///   keeps the full timeout as its read timeout: a timed-out read costs the connection, so a
+///   shorter one would turn a brief Redis stall into a reconnect for everyone.
 public final class RedisConnection: Sendable {
     /// A queued command. Its continuation is unchecked (measurably cheaper on this path); every
     /// `Pending` is finished exactly once: refused in `send`, answered or failed with its batch,
@@ -140,8 +141,7 @@ public final class RedisConnection: Sendable {
             let batch = takeBatch()
             guard !batch.isEmpty else { continue }
             do {
-                // The oldest command's deadline bounds the whole round trip.
-                let results = try session.execute(batch.map(\.command), timeout: batch[0].deadline - ContinuousClock.now)
+                let results = try session.execute(batch.map(\.command))
                 completedRoundTrips.add(1, ordering: .relaxed)
                 for (pending, result) in zip(batch, results) { pending.finish(result) }
             } catch {
