@@ -34,13 +34,18 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
         ),
-        // Redis client: thread-owned hiredis connections with auto-pipelining, and a small pool.
+        // Redis client: auto-pipelining connections on SwiftNIO's event loops, hiredis' reader as
+        // the RESP parser, TLS through swift-nio-ssl; a small pool.
         .target(
             name: "SluiceRedis",
             dependencies: [
                 "CHiredis", "SluiceSecrets",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
         // GCRA rate limiter over the scripts in lua/ (embedded at build time through the `lua` symlink).

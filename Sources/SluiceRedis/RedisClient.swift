@@ -1,7 +1,8 @@
 import Logging
 import Synchronization
 
-/// A small pool of auto-pipelining ``RedisConnection``s: the entry point for Redis access.
+/// A small pool of auto-pipelining ``RedisConnection``s, each on one of SwiftNIO's shared event
+/// loops: the entry point for Redis access.
 ///
 /// Size the pool to the cores, not to the request concurrency: each connection already batches
 /// every concurrent caller into one round trip, and more connections only add contention.
@@ -12,8 +13,8 @@ public final class RedisClient: Sendable {
 
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "sluice.redis")) {
         self.configuration = configuration
-        self.connections = (0..<max(1, configuration.connections)).map { index in
-            RedisConnection(configuration: configuration, logger: logger, name: "sluice-redis-\(index)")
+        self.connections = (0..<max(1, configuration.connections)).map { _ in
+            RedisConnection(configuration: configuration, logger: logger)
         }
     }
 

@@ -2,7 +2,7 @@ import SluiceSecrets
 
 /// Where and how to connect to Redis.
 ///
-/// Built from a URL, `redis://[user:password@]host:port[/db]` or `unix:///path/to/socket[?db=N]`.
+/// Built from a URL, `redis[s]://[user:password@]host:port[/db]` or `unix:///path/to/socket[?db=N]`.
 /// The password is kept out of `description`, so a configuration can be logged as a whole.
 public struct RedisConfiguration: Sendable, CustomStringConvertible {
     public enum Endpoint: Sendable, Equatable, CustomStringConvertible {
@@ -23,6 +23,9 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
     /// Never logged, never part of an error message: a `Secret` prints as `<redacted>`.
     public var password: Secret?
     public var database: Int
+    /// TLS settings (`rediss://`); `nil` is plain TCP or a unix socket.
+    public var tls: RedisTLS?
+    /// Bounds connecting: TCP, the TLS handshake and authentication together.
     public var connectTimeout: Duration
     /// Bounds every round trip; a connection that exceeds it is dropped and re-established.
     public var commandTimeout: Duration
@@ -38,6 +41,7 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         username: String? = nil,
         password: String? = nil,
         database: Int = 0,
+        tls: RedisTLS? = nil,
         connectTimeout: Duration = .seconds(1),
         commandTimeout: Duration = .seconds(1),
         connections: Int = 2,
@@ -48,6 +52,7 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         self.username = username
         self.password = password.map(Secret.init)
         self.database = database
+        self.tls = tls
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
         self.connections = connections
@@ -55,10 +60,11 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         self.maxQueued = maxQueued
     }
 
-    /// Parses `redis://[user:password@]host[:port][/db]` or `unix:///path[?db=N]`.
+    /// Parses `redis://[user:password@]host[:port][/db]`, the same with `rediss://` (TLS, verified
+    /// against the system's trust store until ``tls`` says otherwise) or `unix:///path[?db=N]`.
     ///
     /// `password` is used when the URL carries none (e.g. read from `REDIS_PASSWORD` or
-    /// `REDIS_PASSWORD_FILE` by the caller). `rediss://` is refused: hiredis 0.14 has no TLS.
+    /// `REDIS_PASSWORD_FILE` by the caller).
     public init(url: String, password fallbackPassword: String? = nil) throws(RedisError) {
         guard let schemeEnd = url.range(of: "://") else {
             throw .invalidConfiguration("expected redis://host:port or unix:///path, got a value without a scheme")
@@ -80,7 +86,7 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
             }
             guard rest.hasPrefix("/") else { throw .invalidConfiguration("unix socket path must be absolute") }
             self.init(endpoint: .unix(path: String(rest)), password: fallbackPassword, database: database)
-        case "redis":
+        case "redis", "rediss":
             var username: String?
             var password: String?
             if let at = rest.lastIndex(of: "@") {
@@ -111,18 +117,23 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
                 endpoint: .tcp(host: host, port: port),
                 username: username,
                 password: password ?? fallbackPassword,
-                database: database
+                database: database,
+                tls: scheme == "rediss" ? RedisTLS() : nil
             )
-        case "rediss":
-            throw .invalidConfiguration("rediss:// (TLS) is not supported by hiredis 0.14; use a TLS sidecar or a unix socket")
         default:
-            throw .invalidConfiguration("unsupported scheme '\(scheme)'; expected redis:// or unix://")
+            throw .invalidConfiguration("unsupported scheme '\(scheme)'; expected redis://, rediss:// or unix://")
         }
     }
 
     public var description: String {
         let auth = password == nil ? "" : " (authenticated as \(username ?? "default"))"
-        return "\(endpoint) db \(database)\(auth)"
+        return "\(endpoint) db \(database)\(tls == nil ? "" : " over TLS")\(auth)"
+    }
+
+    /// Reads the TLS files now, so that a bad path or PEM stops start-up with a clear message
+    /// instead of failing every connection later.
+    public func validate() throws(RedisError) {
+        if let tls { _ = try tls.makeContext() }
     }
 
     private static func hostAndPort(_ text: Substring) throws(RedisError) -> (String, Int) {

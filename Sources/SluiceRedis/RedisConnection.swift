@@ -1,28 +1,31 @@
 import DequeModule
-import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Synchronization
 
-/// One Redis connection with automatic pipelining.
+/// One Redis connection on a SwiftNIO event loop, with automatic pipelining.
 ///
-/// The hiredis context is owned by a dedicated thread. Callers put their command into a bounded,
-/// lock-protected queue and suspend; the thread takes everything queued (up to
-/// ``RedisConfiguration/maxBatch``), writes it in one go and reads all replies, so N concurrent
-/// callers share one round trip. While a round trip is in flight the next batch accumulates.
+/// Callers put their command into a bounded, lock-protected queue and suspend. The connection's
+/// event loop writes everything queued (up to ``RedisConfiguration/maxBatch``) with one flush and
+/// hands each reply, parsed by hiredis' reader, back to its caller. One batch is in flight at a
+/// time: while it is, the next one accumulates, so N concurrent callers share one round trip and
+/// one write, and a busy replica spends few syscalls per command (the point of pipelining here).
+/// A caller wakes the loop only when the loop is not already going to look at the queue.
 ///
 /// Failure handling:
 /// - a connection error fails the in-flight batch only (whether those commands ran is unknown);
-/// - the thread then reconnects with backoff (25 ms doubling to 250 ms) while later commands wait,
-///   each at most its command timeout, so a short Redis restart costs at most one batch;
-/// - a connection the server closed while idle is detected before use and replaced silently;
-/// - every command's deadline holds whatever the thread is blocked on: a timer fails queued
-///   commands past it (while the thread waits on a hung batch or a reconnect). The batch in flight
-///   keeps the full timeout as its read timeout: a timed-out read costs the connection, so a
-///   shorter one would turn a brief Redis stall into a reconnect for everyone.
+/// - the connection is re-established at once, then with backoff (25 ms doubling to 250 ms) while
+///   later commands wait, each at most its command timeout, so a short Redis restart costs at
+///   most one batch; after a refusal that will not fix itself (credentials, certificates)
+///   commands fail at once with it for 2 s, then the next one tries again: no retry storm;
+/// - a timer every 1/20 of the command timeout fails queued commands past their deadline, and
+///   drops the connection when the batch in flight has waited the full command timeout (a shorter
+///   read timeout would turn a brief Redis stall into a reconnect for everyone).
 public final class RedisConnection: Sendable {
     /// A queued command. Its continuation is unchecked (measurably cheaper on this path); every
     /// `Pending` is finished exactly once: refused in `send`, answered or failed with its batch,
-    /// expired in `failWaiting`, or failed with `.shutdown` when the thread ends.
+    /// expired by the timer, or failed with `.shutdown` by `close`.
     private struct Pending: Sendable {
         let command: RedisCommand
         let deadline: ContinuousClock.Instant
@@ -35,41 +38,64 @@ public final class RedisConnection: Sendable {
 
     private struct Mailbox: ~Copyable {
         var queue: Deque<Pending> = []
-        var threadIsWaiting = false
+        /// True while the event loop is going to look at the queue anyway (a drain is scheduled,
+        /// a batch is in flight or a connection is being made): senders then need not wake it.
+        var loopWillDrain = false
         var isClosed = false
         /// Why the last connection attempt failed, until one succeeds: what a command that
         /// expires meanwhile is told, rather than a bare timeout.
         var connectError: RedisError?
+        /// After a refusal that will not fix itself (credentials, certificates), commands fail at
+        /// once with it until this instant, when the next one tries again.
+        var refusedUntil: ContinuousClock.Instant?
+    }
+
+    private enum State {
+        case idle
+        case connecting
+        case connected(any Channel, RedisChannelHandler)
+        case backingOff
     }
 
     private let mailbox = Mutex(Mailbox())
     private let completedRoundTrips = Atomic<Int>(0)
-    /// Signalled exactly once per transition of the thread from waiting to woken.
-    private let wakeup = DispatchSemaphore(value: 0)
     private let configuration: RedisConfiguration
+    private let connector: RedisConnector
     private let logger: Logger
-    /// Fails queued commands past their deadline every 1/20 of the command timeout (5–100 ms),
-    /// so a caller waits at most its timeout plus that, never a hung batch plus a reconnect.
-    private nonisolated(unsafe) let deadlineTimer: DispatchSourceTimer
+    /// The loop this connection's channel, state and timer live on.
+    let loop: any EventLoop
 
-    /// Starts the connection's thread; the connection itself is opened lazily by the first command.
-    public init(configuration: RedisConfiguration, logger: Logger, name: String = "sluice-redis") {
+    // Touched on `loop` only.
+    private nonisolated(unsafe) var state = State.idle
+    private nonisolated(unsafe) var inFlight: Deque<Pending> = []
+    private nonisolated(unsafe) var batchWrittenAt = ContinuousClock.now
+    private nonisolated(unsafe) var backoff = RedisConnection.initialBackoff
+    private nonisolated(unsafe) var timer: RepeatedTask?
+
+    /// The connection itself is opened lazily by the first command.
+    public init(
+        configuration: RedisConfiguration, logger: Logger,
+        eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+    ) {
         self.configuration = configuration
+        self.connector = RedisConnector(configuration: configuration)
         self.logger = logger
-        self.deadlineTimer = DispatchSource.makeTimerSource(queue: .global())
+        self.loop = eventLoop
         let interval = min(max(configuration.commandTimeout / 20, .milliseconds(5)), .milliseconds(100))
-        let milliseconds = Int(interval / .milliseconds(1))
-        deadlineTimer.schedule(deadline: .now() + .milliseconds(milliseconds), repeating: .milliseconds(milliseconds), leeway: .milliseconds(max(1, milliseconds / 5)))
-        deadlineTimer.setEventHandler { [weak self] in self?.failWaiting(with: nil, all: false) }
-        deadlineTimer.resume()
-        let thread = Thread { [self] in self.run() }
-        thread.name = name
-        thread.start()
+        loop.execute { [weak self] in
+            guard let self else { return }
+            self.timer = self.loop.scheduleRepeatedTask(initialDelay: TimeAmount(interval), delay: TimeAmount(interval)) { [weak self] _ in
+                self?.checkDeadlines()
+            }
+        }
     }
 
-    deinit { deadlineTimer.cancel() }
+    deinit {
+        timer?.cancel()
+        if case .connected(let channel, _) = state { channel.close(promise: nil) }
+    }
 
-    /// Round trips (batches written and read) so far; commands ÷ round trips is the pipelining depth.
+    /// Round trips (batches written and answered) so far; commands ÷ round trips is the pipelining depth.
     public var roundTrips: Int { completedRoundTrips.load(ordering: .relaxed) }
 
     /// Sends one command and waits for its reply.
@@ -81,128 +107,183 @@ public final class RedisConnection: Sendable {
             let pending = Pending(command: command, deadline: deadline, continuation: continuation)
             let outcome: (wake: Bool, refusal: RedisError?) = mailbox.withLock { box in
                 if box.isClosed { return (false, .shutdown) }
+                if let until = box.refusedUntil, let refusal = box.connectError {
+                    if ContinuousClock.now < until { return (false, refusal) }
+                    box.refusedUntil = nil
+                }
                 if box.queue.count >= configuration.maxQueued { return (false, .backPressure(queued: box.queue.count)) }
                 box.queue.append(pending)
-                let wake = box.threadIsWaiting
-                box.threadIsWaiting = false
-                return (wake, nil)
+                if box.loopWillDrain { return (false, nil) }
+                box.loopWillDrain = true
+                return (true, nil)
             }
             if let refusal = outcome.refusal {
                 pending.finish(.failure(refusal))
             } else if outcome.wake {
-                wakeup.signal()
+                loop.execute { self.drain() }
             }
         }
         return try result.get()
     }
 
-    /// Fails whatever is queued with ``RedisError/shutdown`` and stops the thread after the
-    /// in-flight batch.
+    /// Fails whatever is queued or in flight with ``RedisError/shutdown`` and closes the channel.
     public func close() {
-        deadlineTimer.cancel()
-        let wake = mailbox.withLock { box in
+        let queued = mailbox.withLock { box in
             box.isClosed = true
-            defer { box.threadIsWaiting = false }
-            return box.threadIsWaiting
-        }
-        if wake { wakeup.signal() }
-    }
-
-    // MARK: - The connection's thread
-
-    private func run() {
-        let session = HiredisSession(configuration: configuration)
-        var backoff = Self.initialBackoff
-        var logMetadata: Logger.Metadata = ["redis.endpoint": "\(configuration.endpoint)"]
-        while waitForWork() {
-            if session.isStale(idleFor: .milliseconds(100)) {
-                logger.info("Redis closed the idle connection; reconnecting", metadata: logMetadata)
-                session.close()
-            }
-            if !session.isConnected {
-                do {
-                    try session.connect()
-                    mailbox.withLock { $0.connectError = nil }
-                    backoff = Self.initialBackoff
-                    logger.debug("connected to Redis", metadata: logMetadata)
-                } catch {
-                    logMetadata["error"] = "\(error)"
-                    logger.warning("Redis connection failed; retrying", metadata: logMetadata)
-                    logMetadata["error"] = nil
-                    // Wrong credentials or database will not fix themselves within a timeout: fail
-                    // what waits now. Unreachable Redis may come back: let callers wait their timeout.
-                    mailbox.withLock { $0.connectError = error }
-                    failWaiting(with: error, all: !error.isUnavailable)
-                    Thread.sleep(forTimeInterval: backoff)
-                    backoff = min(backoff * 2, Self.maximumBackoff)
-                    continue
-                }
-            }
-            let batch = takeBatch()
-            guard !batch.isEmpty else { continue }
-            do {
-                let results = try session.execute(batch.map(\.command))
-                completedRoundTrips.add(1, ordering: .relaxed)
-                for (pending, result) in zip(batch, results) { pending.finish(result) }
-            } catch {
-                logMetadata["error"] = "\(error)"
-                logger.warning("Redis batch failed", metadata: logMetadata.merging(["batch": "\(batch.count)"]) { $1 })
-                logMetadata["error"] = nil
-                for pending in batch { pending.finish(.failure(error)) }
-            }
-        }
-        session.close()
-        let leftovers = mailbox.withLock { box in
             defer { box.queue.removeAll() }
             return Array(box.queue)
         }
-        for pending in leftovers { pending.finish(.failure(.shutdown)) }
-    }
-
-    private static let initialBackoff: TimeInterval = 0.025
-    private static let maximumBackoff: TimeInterval = 0.25
-
-    /// Blocks until a command is queued; false once the connection is closed.
-    private func waitForWork() -> Bool {
-        while true {
-            let state: (ready: Bool, closed: Bool) = mailbox.withLock { box in
-                if box.isClosed { return (false, true) }
-                if !box.queue.isEmpty { return (true, false) }
-                box.threadIsWaiting = true
-                return (false, false)
-            }
-            if state.closed { return false }
-            if state.ready { return true }
-            wakeup.wait()
+        for pending in queued { pending.finish(.failure(.shutdown)) }
+        loop.execute { [self] in
+            timer?.cancel()
+            timer = nil
+            if case .connected(let channel, let handler) = state { handler.close(channel, because: .shutdown) }
         }
     }
 
-    /// The next batch; commands already past their deadline are failed, not sent.
-    private func takeBatch() -> [Pending] {
+    private var isClosed: Bool { mailbox.withLock { $0.isClosed } }
+
+    // MARK: - On the event loop
+
+    /// Writes the next batch if the channel is free, connecting first if need be.
+    private func drain() {
         let now = ContinuousClock.now
-        let (expired, batch) = mailbox.withLock { box in
+        let connected: (any Channel)?
+        switch state {
+        case .connected(let channel, _) where inFlight.isEmpty: connected = channel
+        case .connected, .connecting, .backingOff: return  // whatever ends those calls drain again
+        case .idle: connected = nil
+        }
+        let (expired, batch) = mailbox.withLock { box -> ([Pending], [Pending]) in
+            // Deadlines grow with queue order (one timeout for all), so the expired ones are a prefix.
             let expiredCount = box.queue.prefix { $0.deadline <= now }.count
             let expired = Array(box.queue.prefix(expiredCount))
             box.queue.removeFirst(expiredCount)
+            if box.queue.isEmpty || box.isClosed {
+                box.loopWillDrain = false
+                return (expired, [])
+            }
+            guard connected != nil else { return (expired, []) }
             let count = min(box.queue.count, configuration.maxBatch)
             defer { box.queue.removeFirst(count) }
             return (expired, Array(box.queue.prefix(count)))
         }
         for pending in expired { pending.finish(.failure(.timedOut(endpoint: configuration.endpoint.description))) }
-        return batch
+        guard let channel = connected else {
+            if !batch.isEmpty || mailbox.withLock({ $0.loopWillDrain }) { connect() }
+            return
+        }
+        guard !batch.isEmpty else { return }
+        var buffer = channel.allocator.buffer(capacity: batch.reduce(0) { $0 + $1.command.encoded.count })
+        for pending in batch { buffer.writeBytes(pending.command.encoded) }
+        inFlight.append(contentsOf: batch)
+        batchWrittenAt = .now
+        channel.writeAndFlush(buffer, promise: nil)
     }
 
-    /// While Redis is unreachable or hung, commands wait up to their deadline; this fails those
-    /// past it (or all of them) with `error`, else the last connection error, else a timeout.
+    private func connect() {
+        guard !isClosed else { return }
+        state = .connecting
+        connector.connect(on: loop, delegate: self).whenComplete { [self] result in
+            switch result {
+            case .success(let (channel, handler)):
+                if isClosed {
+                    handler.close(channel, because: .shutdown)
+                    state = .idle
+                    return
+                }
+                state = .connected(channel, handler)
+                backoff = Self.initialBackoff
+                mailbox.withLock { box in
+                    box.connectError = nil
+                    box.refusedUntil = nil
+                }
+                logger.debug("connected to Redis", metadata: ["redis.endpoint": "\(configuration.endpoint)"])
+                drain()
+            case .failure(let failure):
+                let error = failure as? RedisError ?? .cannotConnect(endpoint: configuration.endpoint.description, reason: "\(failure)")
+                logger.warning("Redis connection failed; retrying", metadata: ["redis.endpoint": "\(configuration.endpoint)", "error": "\(error)"])
+                // Wrong credentials, database or certificates will not fix themselves within a
+                // timeout: fail what waits now. Unreachable Redis may come back: callers wait their timeout.
+                let delay = error.isUnavailable ? backoff : max(backoff, Self.refusedBackoff)
+                mailbox.withLock { box in
+                    box.connectError = error
+                    box.refusedUntil = error.isUnavailable ? nil : .now + delay
+                }
+                failWaiting(with: error, all: !error.isUnavailable)
+                state = .backingOff
+                backoff = min(backoff * 2, Self.maximumBackoff)
+                loop.scheduleTask(in: TimeAmount(delay)) { [self] in
+                    state = .idle
+                    drain()
+                }
+            }
+        }
+    }
+
+    /// Every tick of the timer: a batch in flight for the whole command timeout costs the
+    /// connection; queued commands past their deadline fail.
+    private func checkDeadlines() {
+        if case .connected(let channel, let handler) = state, !inFlight.isEmpty,
+            ContinuousClock.now - batchWrittenAt >= configuration.commandTimeout
+        {
+            handler.close(channel, because: .timedOut(endpoint: configuration.endpoint.description))
+        }
+        failWaiting(with: nil, all: false)
+    }
+
+    /// Fails queued commands past their deadline (or all of them) with `error`, else the last
+    /// connection error, else a timeout.
     private func failWaiting(with error: RedisError?, all: Bool) {
         let now = ContinuousClock.now
         let (expired, reason) = mailbox.withLock { box in
-            // Deadlines grow with queue order (one timeout for all), so the expired ones are a prefix.
             let count = all ? box.queue.count : box.queue.prefix { $0.deadline <= now }.count
             defer { box.queue.removeFirst(count) }
             return (Array(box.queue.prefix(count)), error ?? box.connectError)
         }
         let failure = reason ?? .timedOut(endpoint: configuration.endpoint.description)
         for pending in expired { pending.finish(.failure(failure)) }
+    }
+
+    private static let initialBackoff: Duration = .milliseconds(25)
+    private static let maximumBackoff: Duration = .milliseconds(250)
+    private static let refusedBackoff: Duration = .seconds(2)
+}
+
+extension RedisConnection: RedisChannelDelegate {
+    func received(_ reply: RedisReply) {
+        guard let pending = inFlight.popFirst() else {
+            // RESP2 servers never speak unasked: the stream is out of step.
+            if case .connected(let channel, let handler) = state {
+                handler.close(channel, because: .unexpectedReply("a reply nobody asked for"))
+            }
+            return
+        }
+        if case .error(let message) = reply {
+            pending.finish(.failure(.server(message)))
+        } else {
+            pending.finish(.success(reply))
+        }
+        if inFlight.isEmpty {
+            completedRoundTrips.add(1, ordering: .relaxed)
+            drain()
+        }
+    }
+
+    func closed(_ error: RedisError?) {
+        state = .idle
+        let lost = inFlight
+        inFlight.removeAll()
+        let reason = isClosed ? .shutdown : (error ?? .connectionLost(endpoint: configuration.endpoint.description, reason: "closed"))
+        if isClosed {
+            // asked for
+        } else if lost.isEmpty {
+            logger.info("Redis closed the idle connection; reconnecting on demand", metadata: ["redis.endpoint": "\(configuration.endpoint)"])
+        } else {
+            logger.warning(
+                "Redis batch failed", metadata: ["redis.endpoint": "\(configuration.endpoint)", "error": "\(reason)", "batch": "\(lost.count)"])
+        }
+        for pending in lost { pending.finish(.failure(reason)) }
+        drain()
     }
 }

@@ -4,6 +4,9 @@
 public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The TCP or unix-socket connection could not be established.
     case cannotConnect(endpoint: String, reason: String)
+    /// The TLS handshake failed: an untrusted or mismatched certificate, a server that speaks no
+    /// TLS, or a client certificate it refused. Retrying soon will not help.
+    case tlsFailed(endpoint: String, reason: String)
     /// Redis refused the credentials (`WRONGPASS`) or required some (`NOAUTH`).
     case authenticationFailed(endpoint: String, user: String?, reason: String)
     /// No reply arrived within the command timeout; the connection is dropped and re-established.
@@ -25,6 +28,8 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .cannotConnect(let endpoint, let reason):
             "cannot connect to Redis at \(endpoint): \(reason)"
+        case .tlsFailed(let endpoint, let reason):
+            "TLS to Redis at \(endpoint) failed: \(reason)"
         case .authenticationFailed(let endpoint, let user, let reason):
             "Redis at \(endpoint) refused authentication as user '\(user ?? "default")': \(reason)"
         case .timedOut(let endpoint):
@@ -56,7 +61,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     public var isUnavailable: Bool {
         switch self {
         case .cannotConnect, .timedOut, .connectionLost, .backPressure, .shutdown: true
-        case .authenticationFailed, .server, .unexpectedReply, .invalidConfiguration: false
+        case .authenticationFailed, .tlsFailed, .server, .unexpectedReply, .invalidConfiguration: false
         }
     }
 }

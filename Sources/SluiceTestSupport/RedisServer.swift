@@ -11,6 +11,7 @@ public final class RedisServer: Sendable {
     public let port: Int
     public let directory: String
     private let arguments: [String]
+    public let tls: TLSFiles.Server?
 
     /// A server shared by tests that only need *a* Redis and use keys of their own: the one at
     /// `SLUICE_TEST_REDIS_URL` (started by `scripts/test`) when set, otherwise one started here.
@@ -27,8 +28,10 @@ public final class RedisServer: Sendable {
     }
 
     /// Starts a server; `arguments` are extra `redis-server` options, e.g. `["--requirepass", "x"]`.
-    public init(arguments: [String] = []) throws {
+    /// With `tls` the port speaks TLS only (`--port 0 --tls-port …`), with that certificate.
+    public init(arguments: [String] = [], tls: TLSFiles.Server? = nil) throws {
         self.port = try Self.freePort()
+        self.tls = tls
         self.directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("sluice-redis-\(port)-\(UUID().uuidString.prefix(8))").path
         self.arguments = arguments
@@ -41,7 +44,7 @@ public final class RedisServer: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    public var url: String { "redis://127.0.0.1:\(port)" }
+    public var url: String { "\(tls == nil ? "redis" : "rediss")://127.0.0.1:\(port)" }
 
     public func configuration(password: String? = nil, username: String? = nil) -> RedisConfiguration {
         RedisConfiguration(
@@ -61,8 +64,15 @@ public final class RedisServer: Sendable {
 
     /// Starts `redis-server` (again) on the same port and directory and waits until it accepts connections.
     public func start() throws {
-        let options = [
-            "--port", String(port), "--bind", "127.0.0.1", "--dir", directory,
+        let listen =
+            if let tls {
+                ["--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.certificate, "--tls-key-file", tls.key,
+                 "--tls-ca-cert-file", tls.ca, "--tls-auth-clients", tls.requireClientCertificates ? "yes" : "no"]
+            } else {
+                ["--port", String(port)]
+            }
+        let options = listen + [
+            "--bind", "127.0.0.1", "--dir", directory,
             "--pidfile", pidFile, "--logfile", "\(directory)/redis.log",
             "--save", "", "--appendonly", "no", "--daemonize", "yes", "--enable-debug-command", "local",
         ] + arguments

@@ -176,6 +176,14 @@ public final class BackgroundCommand: Sendable {
         try waitUntil(timeout: timeout) { self.exitStatus != nil }
         return exitStatus!
     }
+
+    /// SIGTERM, if it still runs.
+    public func terminate() {
+        guard exitStatus == nil, let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return }
+        kill(pid, SIGTERM)
+    }
 }
 
 /// A minimal HTTP client over URLSession for tests.

@@ -8,7 +8,7 @@ struct RedisOptions: ParsableArguments {
     @Option(
         name: .customLong("redis"),
         help: ArgumentHelp(
-            "Redis URL: redis://[user:password@]host:port[/db] or unix:///path. Env: SLUICE_REDIS_URL.",
+            "Redis URL: redis[s]://[user:password@]host:port[/db] (rediss: TLS) or unix:///path. Env: SLUICE_REDIS_URL.",
             valueName: "url"
         )
     )
@@ -35,6 +35,30 @@ struct RedisOptions: ParsableArguments {
         }
         configuration.connections = redisConnections ?? connections
         configuration.commandTimeout = .milliseconds(redisTimeoutMs)
+        try applyTLS(to: &configuration, environment: secrets.environment)
+        try configuration.validate()
         return configuration
+    }
+
+    /// `SLUICE_REDIS_TLS_*`: a CA to trust instead of the system's, a client certificate and key
+    /// for mutual TLS, a name to verify instead of the URL's host. Refused with a `redis://` URL:
+    /// a setting that would silently do nothing is a mistake to report, not to ignore.
+    private func applyTLS(to configuration: inout RedisConfiguration, environment: [String: String]) throws {
+        let names = ["SLUICE_REDIS_TLS_CA_FILE", "SLUICE_REDIS_TLS_CERT_FILE", "SLUICE_REDIS_TLS_KEY_FILE", "SLUICE_REDIS_TLS_SERVER_NAME"]
+        if let unknown = environment.keys.sorted().first(where: { $0.hasPrefix("SLUICE_REDIS_TLS_") && !names.contains($0) }) {
+            throw ValidationError("unknown setting \(unknown); the Redis TLS settings are \(names.joined(separator: ", "))")
+        }
+        let given = names.filter { !(environment[$0] ?? "").isEmpty }
+        guard var tls = configuration.tls else {
+            if !given.isEmpty {
+                throw ValidationError("\(given.joined(separator: ", ")) set, but the Redis URL is not rediss://; use rediss:// for TLS")
+            }
+            return
+        }
+        tls.caFile = environment[names[0]].flatMap { $0.isEmpty ? nil : $0 }
+        tls.certificateFile = environment[names[1]].flatMap { $0.isEmpty ? nil : $0 }
+        tls.keyFile = environment[names[2]].flatMap { $0.isEmpty ? nil : $0 }
+        tls.serverName = environment[names[3]].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.tls = tls
     }
 }

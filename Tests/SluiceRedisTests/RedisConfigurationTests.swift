@@ -32,6 +32,25 @@ struct RedisConfigurationTests {
         #expect(acl.description.contains("replica"))
     }
 
+    @Test func tlsURLs() throws {
+        let managed = try RedisConfiguration(url: "rediss://sluice:s3cret@cache.example.com:6380/2")
+        #expect(managed.endpoint == .tcp(host: "cache.example.com", port: 6380))
+        #expect(managed.tls == RedisTLS() && managed.username == "sluice" && managed.database == 2)
+        #expect(managed.description == "cache.example.com:6380 db 2 over TLS (authenticated as sluice)")
+        #expect(try RedisConfiguration(url: "redis://h").tls == nil)
+        // Files are read when the configuration is validated (at start-up), naming the file.
+        var broken = managed
+        broken.tls = RedisTLS(caFile: "/nonexistent/ca.pem")
+        #expect(throws: RedisError.self) { try broken.validate() }
+        broken.tls = RedisTLS(certificateFile: "/tmp/cert.pem")
+        do {
+            try broken.validate()
+            Issue.record("a certificate without its key must be refused")
+        } catch {
+            #expect(error.description.contains("needs its key"))
+        }
+    }
+
     @Test func unixSockets() throws {
         let socket = try RedisConfiguration(url: "unix:///run/redis/redis.sock?db=1")
         #expect(socket.endpoint == .unix(path: "/run/redis/redis.sock"))
@@ -39,7 +58,7 @@ struct RedisConfigurationTests {
     }
 
     @Test(arguments: [
-        "127.0.0.1:6379", "rediss://h:6379", "http://h", "redis://h:0", "redis://h:99999", "redis://h:port",
+        "127.0.0.1:6379", "rediss://h:0", "rediss://", "http://h", "redis://h:0", "redis://h:99999", "redis://h:port",
         "redis://h/-1", "redis://h/x", "redis://:bad%zz@h", "unix://relative.sock", "redis://",
     ])
     func refusedURLs(url: String) {
