@@ -28,7 +28,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
-        // hiredis 0.14 from Debian's libhiredis-dev (RESP2, no TLS).
+        // hiredis 0.14 from Debian's libhiredis-dev (RESP2): its reader parses every Redis reply.
         .systemLibrary(
             name: "CHiredis",
             pkgConfig: "hiredis",

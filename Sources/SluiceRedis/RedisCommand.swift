@@ -1,6 +1,6 @@
 /// One Redis command, binary-safe, already encoded in RESP.
 ///
-/// Encoding happens in the caller's task, in parallel, so that the connection's thread only copies
+/// Encoding happens in the caller's task, in parallel, so that the connection's event loop only copies
 /// finished bytes into its output buffer.
 public struct RedisCommand: Sendable, Hashable {
     /// The command in RESP: `*<argc>\r\n` then `$<len>\r\n<bytes>\r\n` per argument.

@@ -259,15 +259,15 @@ extension RedisConnection: RedisChannelDelegate {
             }
             return
         }
+        // Counted before the last caller resumes, so that it sees its own round trip.
+        let batchDone = inFlight.isEmpty
+        if batchDone { completedRoundTrips.add(1, ordering: .relaxed) }
         if case .error(let message) = reply {
             pending.finish(.failure(.server(message)))
         } else {
             pending.finish(.success(reply))
         }
-        if inFlight.isEmpty {
-            completedRoundTrips.add(1, ordering: .relaxed)
-            drain()
-        }
+        if batchDone { drain() }
     }
 
     func closed(_ error: RedisError?) {

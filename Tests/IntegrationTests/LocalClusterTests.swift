@@ -2,8 +2,8 @@ import Foundation
 import SluiceTestSupport
 import Testing
 
-/// `scripts/cluster up` on loopback (Redis with ACLs, 3 replicas, 2 workers, HAProxy serving
-/// HTTPS), then `sluice loadtest` over HTTPS through the load balancer: three keys, one per
+/// `scripts/cluster up` on loopback (Redis with ACLs on a TLS-only port, 3 replicas, 2 workers,
+/// HAProxy serving HTTPS), then `sluice loadtest` over HTTPS through the load balancer: three keys, one per
 /// overflow mode, each offered 5× its limit. Then a replica is killed mid-run, and
 /// `scripts/cluster down` stops everything.
 @Suite("Local cluster behind HAProxy, load-tested", .serialized)
@@ -13,7 +13,9 @@ struct LocalClusterTests {
     // more, past HAProxy's default 500 per address.
     let script: ClusterScript
 
-    init() throws { script = try ClusterScript("sluice-cluster", extra: ["SLUICE_LB_MAX_CONN_PER_SOURCE": "4000"]) }
+    init() throws {
+        script = try ClusterScript("sluice-cluster", extra: ["SLUICE_LB_MAX_CONN_PER_SOURCE": "4000", "SLUICE_REDIS_TLS": "1"])
+    }
 
     var directory: String { script.directory }
     var lbPort: Int { script.lbPort }
@@ -59,6 +61,11 @@ struct LocalClusterTests {
         #expect(up.output.contains("\(directory)/secrets/sluice-admin-key"))
         #expect(up.output.contains("curl -s --cacert \(ca) -X POST https://127.0.0.1:\(lbPort)/v1/keys"))
         #expect(up.output.contains("clients trust the CA in \(ca)"))
+        // Redis speaks TLS only: replicas and workers connect with rediss://, verifying its CA.
+        let redisPort = try String(contentsOfFile: "\(directory)/ports/redis", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(up.output.contains("Redis at rediss://127.0.0.1:\(redisPort)"), "\(up.output.suffix(1500))")
+        let plaintextPing = try runCommand(["/bin/bash", "-c", "timeout 5 redis-cli -p \(redisPort) ping 2>&1 || true"]).output
+        #expect(!plaintextPing.contains("PONG") && !plaintextPing.contains("NOAUTH"), "a plaintext client gets nowhere: \(plaintextPing)")
 
         // HTTPS with HSTS; plain HTTP only redirects; TLS 1.0 and 1.1 are refused.
         let readyz = try curl(["https://127.0.0.1:\(lbPort)/readyz"])
