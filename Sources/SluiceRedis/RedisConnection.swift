@@ -154,23 +154,23 @@ public final class RedisConnection: Sendable {
         case .connected, .connecting, .backingOff: return  // whatever ends those calls drain again
         case .idle: connected = nil
         }
-        let (expired, batch) = mailbox.withLock { box -> ([Pending], [Pending]) in
+        let (expired, batch, hasWork) = mailbox.withLock { box -> ([Pending], [Pending], Bool) in
             // Deadlines grow with queue order (one timeout for all), so the expired ones are a prefix.
             let expiredCount = box.queue.prefix { $0.deadline <= now }.count
             let expired = Array(box.queue.prefix(expiredCount))
             box.queue.removeFirst(expiredCount)
             if box.queue.isEmpty || box.isClosed {
                 box.loopWillDrain = false
-                return (expired, [])
+                return (expired, [], false)
             }
-            guard connected != nil else { return (expired, []) }
+            guard connected != nil else { return (expired, [], true) }
             let count = min(box.queue.count, configuration.maxBatch)
             defer { box.queue.removeFirst(count) }
-            return (expired, Array(box.queue.prefix(count)))
+            return (expired, Array(box.queue.prefix(count)), true)
         }
         for pending in expired { pending.finish(.failure(.timedOut(endpoint: configuration.endpoint.description))) }
         guard let channel = connected else {
-            if !batch.isEmpty || mailbox.withLock({ $0.loopWillDrain }) { connect() }
+            if hasWork { connect() }
             return
         }
         guard !batch.isEmpty else { return }

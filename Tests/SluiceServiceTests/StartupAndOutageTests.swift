@@ -31,6 +31,23 @@ struct StartupAndOutageTests {
         }
     }
 
+    /// Redis TLS settings that would do nothing, are misspelled or name an unreadable file stop
+    /// the process at once, saying which.
+    @Test(arguments: [
+        ("redis://127.0.0.1:1", ["SLUICE_REDIS_TLS_CA_FILE": "/etc/hostname"], "SLUICE_REDIS_TLS_CA_FILE set, but the Redis URL is not rediss://"),
+        ("rediss://127.0.0.1:1", ["SLUICE_REDIS_TLS_CAFILE": "/etc/hostname"], "unknown setting SLUICE_REDIS_TLS_CAFILE"),
+        ("rediss://127.0.0.1:1", ["SLUICE_REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"], "/nonexistent/ca.pem"),
+        ("rediss://127.0.0.1:1", ["SLUICE_REDIS_TLS_KEY_FILE": "/etc/hostname"], "needs its key"),
+    ])
+    func refusesRedisTLSSettingsThatCannotWork(url: String, environment: [String: String], message: String) throws {
+        let secrets = ["SLUICE_ADMIN_KEY": Self.goodAdmin, "SLUICE_MODEL_SIGNING_KEY": Self.goodSigning, "SLUICE_ADMIN_KEY_FILE": "",
+                       "SLUICE_MODEL_SIGNING_KEY_FILE": ""]
+        let (status, output) = try ServiceProcess.run(
+            arguments: ["serve", "--port", String(try RedisServer.freePort()), "--redis", url], environment: secrets.merging(environment) { $1 })
+        #expect(status != 0, "exit \(status): \(output)")
+        #expect(output.contains(message), "\(output)")
+    }
+
     @Test func secretsFromFilesAreTrimmed() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-secrets-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

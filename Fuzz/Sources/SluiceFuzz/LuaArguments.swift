@@ -1,5 +1,5 @@
 import Foundation
-@testable import SluiceRedis
+import SluiceRedis
 
 /// `lua/*.lua` with random arguments, run by a real Redis (`SLUICE_FUZZ_REDIS`, a URL; scripts/fuzz
 /// starts a private one). Every script must answer either a reply or its own `ERR <script>: …`
@@ -19,15 +19,36 @@ enum LuaArguments {
 
     static let boundaries = ["0", "-1", "1", "1e308", "-1e308", "nan", "inf", "9007199254740993", "2251799813685248", "0.5", "", " 1", "0x10"]
 
-    // libFuzzer runs one input at a time on one thread.
-    nonisolated(unsafe) static let session: HiredisSession = {
-        guard let url = ProcessInfo.processInfo.environment["SLUICE_FUZZ_REDIS"], let configuration = try? RedisConfiguration(url: url) else {
+    static let client: RedisClient = {
+        guard let url = ProcessInfo.processInfo.environment["SLUICE_FUZZ_REDIS"], var configuration = try? RedisConfiguration(url: url) else {
             fatalError("SLUICE_FUZZ_REDIS must name the Redis to run the scripts on (scripts/fuzz sets it)")
         }
-        let session = HiredisSession(configuration: configuration)
-        try! session.connect()
-        return session
+        configuration.connections = 1
+        return RedisClient(configuration: configuration)
     }()
+
+    private final class Results: @unchecked Sendable {
+        var value: [Result<RedisReply, RedisError>] = []
+    }
+
+    /// The commands in order on one connection, blocking libFuzzer's thread (it runs one input at
+    /// a time, outside Swift concurrency) until the last reply.
+    static func execute(_ commands: [RedisCommand]) -> [Result<RedisReply, RedisError>] {
+        let results = Results()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            for command in commands {
+                do throws(RedisError) {
+                    results.value.append(.success(try await client.send(command)))
+                } catch {
+                    results.value.append(.failure(error))
+                }
+            }
+            done.signal()
+        }
+        done.wait()
+        return results.value
+    }
 
     static func run(_ bytes: [UInt8]) {
         guard bytes.count >= 2 else { return }
@@ -41,7 +62,7 @@ enum LuaArguments {
         if arguments.count == 1 && arguments[0].isEmpty { arguments = [] }
         // Keys in one hash tag, as the service's are; the database is emptied before each input.
         let keys = (0..<keyCount).map { "{fuzz}:k\($0)" }
-        let results = try! session.execute([
+        let results = execute([
             RedisCommand("FLUSHALL"),
             RedisCommand("EVAL", [script.source, String(keys.count)] + keys + arguments),
             RedisCommand("DBSIZE"),
