@@ -1,28 +1,42 @@
 import Logging
 import Synchronization
 
-/// A small pool of auto-pipelining ``RedisConnection``s, each on one of SwiftNIO's shared event
-/// loops: the entry point for Redis access.
+/// The entry point for Redis access: a small pool of auto-pipelining ``RedisConnection``s (each on
+/// one of SwiftNIO's shared event loops) to one Redis, or, in cluster mode, a connection per
+/// master with slot routing (``ClusterRouter``). Callers see the same API either way.
 ///
 /// Size the pool to the cores, not to the request concurrency: each connection already batches
 /// every concurrent caller into one round trip, and more connections only add contention.
 public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let connections: [RedisConnection]
+    private let router: ClusterRouter?
     private let nextConnection = Atomic<Int>(0)
 
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "sluice.redis")) {
         self.configuration = configuration
-        self.connections = (0..<max(1, configuration.connections)).map { _ in
-            RedisConnection(configuration: configuration, logger: logger)
+        switch configuration.mode {
+        case .single:
+            self.router = nil
+            self.connections = (0..<max(1, configuration.connections)).map { _ in
+                RedisConnection(configuration: configuration, logger: logger)
+            }
+        case .cluster:
+            self.router = ClusterRouter(configuration: configuration, logger: logger)
+            self.connections = []
         }
     }
 
-    /// Sends one command on the next connection of the pool.
+    /// Sends one command on the next connection of the pool (in cluster mode: to the master of
+    /// its keys' slot).
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
+        if let router { return try await router.send(command) }
         let index = nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
         return try await connections[index % connections.count].send(command)
     }
+
+    /// Redis Cluster redirects followed so far (zero for one Redis).
+    public var redirects: (moved: Int, ask: Int) { router?.redirects ?? (0, 0) }
 
     public func send(_ name: String, _ arguments: String...) async throws(RedisError) -> RedisReply {
         try await send(RedisCommand(name, arguments))
@@ -57,20 +71,22 @@ public final class RedisClient: Sendable {
         return sha
     }
 
-    /// Checks that every connection of the pool can connect, authenticate and answer.
+    /// Checks that every connection of the pool (every master of a cluster) can connect,
+    /// authenticate and answer.
     public func ping() async throws(RedisError) {
-        for connection in connections {
+        for connection in try await router?.masters() ?? connections {
             let reply = try await connection.send(RedisCommand("PING"))
             guard reply.string == "PONG" else { throw .unexpectedReply("PING answered \(reply)") }
         }
     }
 
     /// Round trips on all connections so far.
-    public var roundTrips: Int { connections.reduce(0) { $0 + $1.roundTrips } }
+    public var roundTrips: Int { router?.roundTrips ?? connections.reduce(0) { $0 + $1.roundTrips } }
 
     /// Stops every connection; queued commands fail with ``RedisError/shutdown``.
     public func shutdown() {
         for connection in connections { connection.close() }
+        router?.shutdown()
     }
 
     private static func evalsha(_ sha: String, keys: [String], arguments: [String]) -> RedisCommand {

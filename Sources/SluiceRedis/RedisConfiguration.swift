@@ -5,7 +5,7 @@ import SluiceSecrets
 /// Built from a URL, `redis[s]://[user:password@]host:port[/db]` or `unix:///path/to/socket[?db=N]`.
 /// The password is kept out of `description`, so a configuration can be logged as a whole.
 public struct RedisConfiguration: Sendable, CustomStringConvertible {
-    public enum Endpoint: Sendable, Equatable, CustomStringConvertible {
+    public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
         case tcp(host: String, port: Int)
         case unix(path: String)
 
@@ -17,7 +17,16 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
+    /// One Redis, or a Redis Cluster reached through ``seeds``.
+    public enum Mode: String, Sendable, CaseIterable {
+        case single, cluster
+    }
+
     public var endpoint: Endpoint
+    /// Every host of the URL (`redis://h1:7000,h2:7000`); the first is ``endpoint``. In cluster
+    /// mode the nodes the cluster's layout is first asked from.
+    public var seeds: [Endpoint]
+    public var mode: Mode = .single
     /// Redis 6 ACL user; `nil` authenticates as `default` (password only) or not at all.
     public var username: String?
     /// Never logged, never part of an error message: a `Secret` prints as `<redacted>`.
@@ -49,6 +58,7 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         maxQueued: Int = 16_384
     ) {
         self.endpoint = endpoint
+        self.seeds = [endpoint]
         self.username = username
         self.password = password.map(Secret.init)
         self.database = database
@@ -112,14 +122,18 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
                 }
                 rest = rest[..<slash]
             }
-            let (host, port) = try Self.hostAndPort(rest)
+            let hosts = try rest.split(separator: ",", omittingEmptySubsequences: false).map { (part) throws(RedisError) -> Endpoint in
+                let (host, port) = try Self.hostAndPort(part)
+                return .tcp(host: host, port: port)
+            }
             self.init(
-                endpoint: .tcp(host: host, port: port),
+                endpoint: hosts[0],
                 username: username,
                 password: password ?? fallbackPassword,
                 database: database,
                 tls: scheme == "rediss" ? RedisTLS() : nil
             )
+            self.seeds = hosts
         default:
             throw .invalidConfiguration("unsupported scheme '\(scheme)'; expected redis://, rediss:// or unix://")
         }
@@ -127,12 +141,24 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
 
     public var description: String {
         let auth = password == nil ? "" : " (authenticated as \(username ?? "default"))"
+        if mode == .cluster { return "cluster via \(seeds.map(\.description).joined(separator: ","))\(tls == nil ? "" : " over TLS")\(auth)" }
         return "\(endpoint) db \(database)\(tls == nil ? "" : " over TLS")\(auth)"
     }
 
     /// Reads the TLS files now, so that a bad path or PEM stops start-up with a clear message
     /// instead of failing every connection later.
+    /// Also refuses what one mode cannot do: several hosts for one Redis, or a database other
+    /// than 0 or a unix socket for a cluster.
     public func validate() throws(RedisError) {
+        switch mode {
+        case .single where seeds.count > 1:
+            throw .invalidConfiguration("\(seeds.count) hosts in the URL: several nodes are a Redis Cluster (--redis-mode cluster)")
+        case .cluster where database != 0:
+            throw .invalidConfiguration("a Redis Cluster has only database 0")
+        case .cluster where seeds.contains { if case .unix = $0 { true } else { false } }:
+            throw .invalidConfiguration("a Redis Cluster is reached over TCP, not a unix socket")
+        default: break
+        }
         if let tls { _ = try tls.makeContext() }
     }
 

@@ -27,7 +27,10 @@ public final class RedisConnection: Sendable {
     /// `Pending` is finished exactly once: refused in `send`, answered or failed with its batch,
     /// expired by the timer, or failed with `.shutdown` by `close`.
     private struct Pending: Sendable {
-        let command: RedisCommand
+        /// Replies to discard before this command's own: 1 after an `ASKING` sent with it.
+        var skip = 0
+        /// What is written: the command, after `ASKING` when `skip` is 1.
+        let bytes: [UInt8]
         let deadline: ContinuousClock.Instant
         let continuation: UnsafeContinuation<Result<RedisReply, RedisError>, Never>
 
@@ -102,9 +105,17 @@ public final class RedisConnection: Sendable {
     ///
     /// Error replies are thrown as ``RedisError/server(_:)``.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
+        try await send(command, asking: false)
+    }
+
+    /// With `asking`, `ASKING` is written right before the command, on this connection, and its
+    /// `OK` discarded: how a Redis Cluster client follows an `ASK` redirect.
+    func send(_ command: RedisCommand, asking: Bool) async throws(RedisError) -> RedisReply {
         let deadline = ContinuousClock.now + configuration.commandTimeout
         let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<RedisReply, RedisError>, Never>) in
-            let pending = Pending(command: command, deadline: deadline, continuation: continuation)
+            let pending = Pending(
+                skip: asking ? 1 : 0, bytes: asking ? Self.asking + command.encoded : command.encoded,
+                deadline: deadline, continuation: continuation)
             let outcome: (wake: Bool, refusal: RedisError?) = mailbox.withLock { box in
                 if box.isClosed { return (false, .shutdown) }
                 if let until = box.refusedUntil, let refusal = box.connectError {
@@ -174,8 +185,8 @@ public final class RedisConnection: Sendable {
             return
         }
         guard !batch.isEmpty else { return }
-        var buffer = channel.allocator.buffer(capacity: batch.reduce(0) { $0 + $1.command.encoded.count })
-        for pending in batch { buffer.writeBytes(pending.command.encoded) }
+        var buffer = channel.allocator.buffer(capacity: batch.reduce(0) { $0 + $1.bytes.count })
+        for pending in batch { buffer.writeBytes(pending.bytes) }
         inFlight.append(contentsOf: batch)
         batchWrittenAt = .now
         channel.writeAndFlush(buffer, promise: nil)
@@ -245,6 +256,7 @@ public final class RedisConnection: Sendable {
         for pending in expired { pending.finish(.failure(failure)) }
     }
 
+    private static let asking = RedisCommand("ASKING").encoded
     private static let initialBackoff: Duration = .milliseconds(25)
     private static let maximumBackoff: Duration = .milliseconds(250)
     private static let refusedBackoff: Duration = .seconds(2)
@@ -252,6 +264,10 @@ public final class RedisConnection: Sendable {
 
 extension RedisConnection: RedisChannelDelegate {
     func received(_ reply: RedisReply) {
+        if let first = inFlight.first, first.skip > 0 {
+            inFlight[inFlight.startIndex].skip -= 1  // ASKING's reply; an error shows in the command's own
+            return
+        }
         guard let pending = inFlight.popFirst() else {
             // RESP2 servers never speak unasked: the stream is out of step.
             if case .connected(let channel, let handler) = state {

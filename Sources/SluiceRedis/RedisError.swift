@@ -23,6 +23,10 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidConfiguration(String)
     /// The client was shut down.
     case shutdown
+    /// Redis Cluster: no master serves this slot (the cluster is incomplete or being rebuilt).
+    case unavailableSlot(Int)
+    /// Redis Cluster: the command's keys lie in different slots; refused before sending.
+    case crossSlot(command: String, keys: [String])
 
     public var description: String {
         switch self {
@@ -46,6 +50,10 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
             "invalid Redis configuration: \(what)"
         case .shutdown:
             "Redis client is shut down"
+        case .unavailableSlot(let slot):
+            "no Redis Cluster master serves slot \(slot)"
+        case .crossSlot(let command, let keys):
+            "\(command) names keys in different Redis Cluster slots: \(keys.joined(separator: ", "))"
         }
     }
 
@@ -60,8 +68,8 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// (the service maps these to `503`).
     public var isUnavailable: Bool {
         switch self {
-        case .cannotConnect, .timedOut, .connectionLost, .backPressure, .shutdown: true
-        case .authenticationFailed, .tlsFailed, .server, .unexpectedReply, .invalidConfiguration: false
+        case .cannotConnect, .timedOut, .connectionLost, .backPressure, .shutdown, .unavailableSlot: true
+        case .authenticationFailed, .tlsFailed, .server, .unexpectedReply, .invalidConfiguration, .crossSlot: false
         }
     }
 }

@@ -29,8 +29,9 @@ public final class RedisServer: Sendable {
 
     /// Starts a server; `arguments` are extra `redis-server` options, e.g. `["--requirepass", "x"]`.
     /// With `tls` the port speaks TLS only (`--port 0 --tls-port …`), with that certificate.
-    public init(arguments: [String] = [], tls: TLSFiles.Server? = nil) throws {
-        self.port = try Self.freePort()
+    /// `port`: a chosen one (a cluster node needs port + 10000 free for its bus too).
+    public init(arguments: [String] = [], tls: TLSFiles.Server? = nil, port: Int? = nil) throws {
+        self.port = try port ?? Self.freePort()
         self.tls = tls
         self.directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("sluice-redis-\(port)-\(UUID().uuidString.prefix(8))").path
@@ -171,10 +172,10 @@ public final class RedisServer: Sendable {
 
     /// A socket bound to a fresh 127.0.0.1 port and not listening: the port is taken, yet nothing
     /// answers there. Close the descriptor to free it.
-    public static func boundSocket() throws -> (fd: Int32, port: Int) {
+    public static func boundSocket(port: Int = 0) throws -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed") }
-        var address = loopback(port: 0)
+        var address = loopback(port: port)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
