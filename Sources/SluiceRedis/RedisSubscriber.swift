@@ -9,11 +9,14 @@ import Synchronization
 /// lost connection the subscriber reconnects with backoff and subscribes again, then calls
 /// `onReconnect`: messages published in between are lost, so a cache fed by them must be dropped.
 /// `SUBSCRIBE` is written with the handshake, so the subscription is active before `onReconnect`.
+/// On a Redis Cluster any node will do (`PUBLISH` is broadcast over the cluster bus): the
+/// subscriber takes the seeds in turn, moving to the next one whenever its node is lost.
 public final class RedisSubscriber: Sendable {
     public typealias MessageHandler = @Sendable (_ channel: String, _ message: [UInt8]) -> Void
 
     private let configuration: RedisConfiguration
-    private let connector: RedisConnector
+    /// One per seed (a single Redis has one).
+    private let connectors: [RedisConnector]
     private let channels: [String]
     private let logger: Logger
     private let onMessage: MessageHandler
@@ -25,13 +28,18 @@ public final class RedisSubscriber: Sendable {
     private nonisolated(unsafe) var channel: (any Channel, RedisChannelHandler)?
     private nonisolated(unsafe) var subscribedBefore = false
     private nonisolated(unsafe) var backoff = Duration.milliseconds(25)
+    private nonisolated(unsafe) var attempt = 0
 
     public init(
         configuration: RedisConfiguration, channels: [String], logger: Logger,
         onReconnect: @escaping @Sendable () -> Void = {}, onMessage: @escaping MessageHandler
     ) {
         self.configuration = configuration
-        self.connector = RedisConnector(configuration: configuration)
+        self.connectors = configuration.seeds.map { seed in
+            var node = configuration
+            node.endpoint = seed
+            return RedisConnector(configuration: node)
+        }
         self.channels = channels
         self.logger = logger
         self.onMessage = onMessage
@@ -51,6 +59,8 @@ public final class RedisSubscriber: Sendable {
 
     private func subscribe() {
         guard !isClosed.load(ordering: .relaxed) else { return }
+        let connector = connectors[attempt % connectors.count]
+        attempt += 1
         connector.connect(on: loop, delegate: self, extra: [RedisCommand("SUBSCRIBE", channels)]).whenComplete { [self] result in
             switch result {
             case .success(let (channel, handler)):

@@ -14,6 +14,9 @@ struct RedisOptions: ParsableArguments {
     )
     var url: String?
 
+    @Option(help: "single (one Redis) or cluster (a Redis Cluster; the URL lists seed nodes, comma-separated). Env: SLUICE_REDIS_MODE.")
+    var redisMode: String?
+
     @Option(help: "Connections to Redis, each pipelining all concurrent commands (default: 1 for serve, 2 for bench-limiter).")
     var redisConnections: Int?
 
@@ -33,6 +36,11 @@ struct RedisOptions: ParsableArguments {
         if configuration.username == nil, let user = secrets.environment["REDIS_USERNAME"], !user.isEmpty {
             configuration.username = user
         }
+        let mode = redisMode ?? secrets.environment["SLUICE_REDIS_MODE"] ?? "single"
+        guard let parsed = RedisConfiguration.Mode(rawValue: mode) else {
+            throw ValidationError("Redis mode '\(mode)' is not single or cluster (--redis-mode, SLUICE_REDIS_MODE)")
+        }
+        configuration.mode = parsed
         configuration.connections = redisConnections ?? connections
         configuration.commandTimeout = .milliseconds(redisTimeoutMs)
         try applyTLS(to: &configuration, environment: secrets.environment)
