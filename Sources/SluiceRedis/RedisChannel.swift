@@ -58,7 +58,7 @@ final class RedisChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Closes the channel, remembering why (the first reason wins).
-    func fail(_ context: ChannelHandlerContext, _ error: RedisError) {
+    private func fail(_ context: ChannelHandlerContext, _ error: RedisError) {
         if failure == nil { failure = error }
         context.close(promise: nil)
     }
