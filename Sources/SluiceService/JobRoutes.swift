@@ -10,7 +10,7 @@ extension SluiceServer {
         router.get("/v1/jobs/:id") { request, context in
             try await guarded(request, context, scopes: [.predict], charge: .jobStatus) { record, decision in
                 guard let id = context.parameters.get("id").flatMap(JobID.init) else { throw Self.noSuchJob }
-                guard let job = try await queueCall({ try await jobs.job(id) }), job.keyID == record.id else { throw Self.noSuchJob }
+                guard let job = try await queueCall({ try await jobs.job(id, keyID: record.id) }), job.keyID == record.id else { throw Self.noSuchJob }
                 return try Self.jobResponse(job, redisNow: decision.decidedAt)
             }
         }

@@ -16,7 +16,7 @@ public struct SluiceServer: Sendable {
     let keys: KeyStore
     let access: AccessControl
     let models: ModelHolder
-    let jobs: JobQueue
+    let jobs: PartitionedJobQueue
     let metrics: ServiceMetrics
     let training = TrainingSlot()
     let idempotency: IdempotencyStore
@@ -36,7 +36,7 @@ public struct SluiceServer: Sendable {
         )
         let process = metrics.process
         self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger, onEvent: process.record)
-        self.jobs = JobQueue(client: redis)
+        self.jobs = PartitionedJobQueue(client: redis)
         self.idempotency = IdempotencyStore(client: redis)
     }
 

@@ -9,7 +9,7 @@ import SluiceRedis
 ///
 /// Any number of workers may run, and any may die at any moment: a job claimed by a worker that
 /// vanished is reclaimed by another after the visibility timeout, and a job that runs twice still
-/// has its result written once (``JobQueue/complete(_:_:resultLifetime:worker:)``). On graceful
+/// has its result written once (``PartitionedJobQueue/complete(_:_:resultLifetime:worker:)``). On graceful
 /// shutdown (SIGTERM) the worker stops claiming, finishes the jobs it holds, and returns.
 public final class QueueWorker: Service, Sendable {
     public struct Configuration: Sendable {
@@ -28,13 +28,13 @@ public final class QueueWorker: Service, Sendable {
         public init() {}
     }
 
-    let queue: JobQueue
+    let queue: PartitionedJobQueue
     let models: ModelHolder
     let configuration: Configuration
     let metrics: WorkerMetrics
     private let logger: Logger
 
-    public init(queue: JobQueue, models: ModelHolder, configuration: Configuration, metrics: WorkerMetrics, logger: Logger) {
+    public init(queue: PartitionedJobQueue, models: ModelHolder, configuration: Configuration, metrics: WorkerMetrics, logger: Logger) {
         self.queue = queue
         self.models = models
         self.configuration = configuration
@@ -130,7 +130,7 @@ public final class QueueWorker: Service, Sendable {
         let deadline = ContinuousClock.now + configuration.visibilityTimeout
         while true {
             do {
-                let written = try await queue.complete(job.id, outcome, resultLifetime: configuration.resultLifetime, worker: configuration.name)
+                let written = try await queue.complete(job, outcome, resultLifetime: configuration.resultLifetime, worker: configuration.name)
                 // Counted only when this worker's outcome is the one stored.
                 if written, case .failed = outcome { metrics.failed.increment() } else if written { metrics.completed.increment() }
                 if !written { logger.info("job already finished elsewhere", metadata: ["job": "\(job.id)"]) }

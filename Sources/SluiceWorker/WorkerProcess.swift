@@ -30,7 +30,7 @@ public struct WorkerProcess: Sendable {
         let metrics = WorkerMetrics()
         let process = metrics.process
         let models = ModelHolder(registry: ModelRegistry(client: client, signer: signer), logger: logger, onEvent: process.record)
-        let worker = QueueWorker(queue: JobQueue(client: client), models: models, configuration: worker, metrics: metrics, logger: logger)
+        let worker = QueueWorker(queue: PartitionedJobQueue(client: client), models: models, configuration: worker, metrics: metrics, logger: logger)
 
         let router = Router()
         router.get("/healthz") { _, _ in

@@ -192,3 +192,36 @@ extension String {
     /// A claim token not used before.
     static var fresh: String { UUID().uuidString }
 }
+
+extension JobQueueTests {
+    /// The partitioned queue: jobs of many keys spread over the 16 partitions, each key's depth
+    /// counted in its own partition, claims that reach every partition, and a job left in the
+    /// single queue of earlier versions still claimed, found and completed.
+    @Test func partitionsSpreadJobsAndDrainTheOldQueue() async throws {
+        let partitioned = PartitionedJobQueue(client: queue.client)
+        let now = try await redisNow()
+        let keys = (0..<40).map { "key\($0)" }
+        var ids: [JobID: String] = [:]
+        for key in keys {
+            let id = JobID.generate()
+            #expect(try await partitioned.enqueue(id, keyID: key, input: "[]", notBefore: now - 1_000, maxDepth: 1) == 1)
+            #expect(try await partitioned.enqueue(.generate(), keyID: key, input: "[]", notBefore: now, maxDepth: 1) == nil, "max_depth exact")
+            ids[id] = key
+        }
+        let used = try await queue.client.send("KEYS", "sluice:{jobs:*}:due").array?.count ?? 0
+        #expect(used >= 12, "40 keys over \(used) of 16 partitions")
+        let legacyID = JobID.generate()
+        _ = try await queue.enqueue(legacyID, keyID: "old", input: "[]", notBefore: now - 1_000, maxDepth: 5)
+        ids[legacyID] = "old"
+
+        var claimed: [Job] = []
+        for round in 0..<10 where claimed.count < ids.count {
+            claimed += try await partitioned.claim(worker: "w", count: 8, visibility: .seconds(30), token: "t\(round)").jobs
+        }
+        #expect(Set(claimed.map(\.id)) == Set(ids.keys), "every job claimed once, the old queue's too")
+        for job in claimed { #expect(try await partitioned.complete(job, .succeeded(result: "{}"), resultLifetime: .seconds(60), worker: "w")) }
+        #expect(try await partitioned.job(legacyID, keyID: "old")?.status == .succeeded)
+        #expect(try await partitioned.stats()["completed"] == ids.count)
+        #expect(try await partitioned.depth().total == 0)
+    }
+}

@@ -89,13 +89,13 @@ struct DeferralTests {
 
     @Test func killingAWorkerMidQueueLosesNothingAndRunsEachJobOnce() async throws {
         let cluster = try await Cluster()
-        let (key, _) = try await cluster.createKey(
+        let (key, keyID) = try await cluster.createKey(
             scopes: ["predict"], policies: Self.policy(rate: 60, burst: 1), extra: #","overflow":"queue""#)
         let responses = try await Self.concurrentPredictions(300, cluster: cluster, key: key)
         let ids = responses.filter { $0.status == 202 }.compactMap { ($0.json?["id"] as? String).flatMap(JobID.init) }
         #expect(ids.count >= 290)
         // A worker that claims and dies before completing anything ...
-        let queue = JobQueue(client: cluster.redis.client())
+        let queue = PartitionedJobQueue(client: cluster.redis.client())
         try await Task.sleep(for: .milliseconds(100))
         let ghost = try await queue.claim(worker: "ghost", count: 5, visibility: .seconds(1), token: "ghost-claim")
         #expect(!ghost.jobs.isEmpty)
@@ -109,12 +109,12 @@ struct DeferralTests {
         let deadline = ContinuousClock.now + .seconds(40)
         var pending = Set(ids)
         while !pending.isEmpty && ContinuousClock.now < deadline {
-            for id in pending where try await queue.job(id)?.status.isFinished == true { pending.remove(id) }
+            for id in pending where try await queue.job(id, keyID: keyID)?.status.isFinished == true { pending.remove(id) }
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(pending.isEmpty, "\(pending.count) jobs never finished")
         for id in ids {
-            let job = try #require(try await queue.job(id))
+            let job = try #require(try await queue.job(id, keyID: keyID))
             #expect(job.status == .succeeded && job.result != nil)
         }
         let stats = try await queue.stats()
@@ -225,7 +225,7 @@ struct DeferralTests {
         _ = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: key, Cluster.setosa)
         let bad = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: key, #"{"features":{"sepal_length":"NaN"}}"#)
         #expect(bad.status == 422 || bad.status == 429, "refused now, never queued")
-        #expect(try await JobQueue(client: cluster.redis.client()).depth().total == 0)
+        #expect(try await PartitionedJobQueue(client: cluster.redis.client()).depth().total == 0)
     }
 
     @Test func aWorkerStoppedWithSIGTERMFinishesWhatItHoldsAndExitsZero() async throws {
@@ -237,9 +237,12 @@ struct DeferralTests {
         try await Task.sleep(for: .milliseconds(500))
         #expect(try cluster.workers[0].terminate() == 0)
         #expect(cluster.workers[0].log.contains("worker stopped"))
-        let running = try await cluster.redis.client().send("ZCARD", "sluice:{jobs}:running")
-        #expect(running.int == 0, "no claimed job is left behind")
-        let queue = JobQueue(client: cluster.redis.client())
+        let queue = PartitionedJobQueue(client: cluster.redis.client())
+        var running = 0
+        for partition in 0..<PartitionedJobQueue.partitionCount {
+            running += try await queue.client.send("ZCARD", "sluice:{jobs:\(partition)}:running").int ?? 0
+        }
+        #expect(running == 0, "no claimed job is left behind")
         #expect(try await queue.depth().total > 0, "it stopped claiming before the queue was empty")
         let successor = try await cluster.startWorker()
         let deadline = ContinuousClock.now + .seconds(20)

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceQueue
 import SluiceTestSupport
 import Testing
 
@@ -39,7 +40,7 @@ struct IdempotencyTests {
         #expect(theirs.status == 200 && theirs.header("Idempotent-Replayed") == nil)
 
         _ = try await DeferralTests.result(of: location, cluster: cluster, key: key)
-        let stats = try await cluster.redis.client().send("HGET", "sluice:{jobs}:stats", "completed").string
+        let stats = try await PartitionedJobQueue(client: cluster.redis.client()).stats()["completed"].map(String.init)
         #expect(stats == "1", "one job, however many retries")
     }
 

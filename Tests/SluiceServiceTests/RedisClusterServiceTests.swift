@@ -1,5 +1,6 @@
 import Foundation
 import SluiceAuth
+import SluiceQueue
 import SluiceTestSupport
 import Testing
 
@@ -71,5 +72,58 @@ struct RedisClusterServiceTests {
         _ = try await HTTP.send("DELETE", replicas[0].baseURL + "/v1/keys/\(id)", headers: ["Authorization": "Bearer \(adminKey)"])
         try await Task.sleep(for: .milliseconds(300))
         #expect(try await HTTP.json("POST", "\(replicas[1].baseURL)/v1/predict", key: revoked, Cluster.setosa).status == 401)
+    }
+}
+
+extension RedisClusterServiceTests {
+    /// 300 jobs of 30 keys spread over the queue's partitions (and so over the masters); a worker
+    /// killed with `kill -9` while holding claimed jobs; another finishes them: every job
+    /// succeeds, each outcome written once.
+    @Test func queuedJobsSurviveAWorkerKilledOnACluster() async throws {
+        let redis = try RedisClusterServer()
+        let adminKey = APIKey.generate().revealed
+        let signingKey = Cluster.randomHex()
+        let replica = try ServiceProcess(
+            redisURL: redis.url(), environment: ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey, "SLUICE_REDIS_MODE": "cluster"])
+        try await replica.waitUntilReady()
+        let workerEnvironment = ["SLUICE_MODEL_SIGNING_KEY": signingKey, "SLUICE_REDIS_MODE": "cluster"]
+        let doomed = try ServiceProcess("worker", redisURL: redis.url(), environment: workerEnvironment, arguments: ["--visibility-timeout", "2", "--batch-size", "8"])
+        try await doomed.waitUntilHealthy()
+
+        var jobs: [(key: String, location: String)] = []
+        for index in 0..<30 {
+            let response = try await HTTP.json(
+                "POST", "\(replica.baseURL)/v1/keys", key: adminKey,
+                #"{"name":"q\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":50,"period":1,"burst":1}],"overflow":"queue","max_queue_delay":30}"#)
+            let key = try #require(response.json?["key"] as? String, "\(response.text)")
+            let answers = try await withThrowingTaskGroup(of: HTTP.Response.self) { group in
+                for _ in 0..<10 { group.addTask { try await HTTP.json("POST", "\(replica.baseURL)/v1/predict", key: key, Cluster.setosa) } }
+                return try await group.reduce(into: [HTTP.Response]()) { $0.append($1) }
+            }
+            for answer in answers where answer.status == 202 { jobs.append((key, try #require(answer.header("Location")))) }
+        }
+        #expect(jobs.count >= 250, "queued: \(jobs.count)")
+        try await Task.sleep(for: .milliseconds(300))
+        doomed.kill()
+        let successor = try ServiceProcess("worker", redisURL: redis.url(), environment: workerEnvironment, arguments: ["--visibility-timeout", "2"])
+        try await successor.waitUntilHealthy()
+
+        let queue = PartitionedJobQueue(client: try redis.client())
+        defer { queue.client.shutdown() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await queue.depth().total > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(250)) }
+        var succeeded = 0
+        for (key, location) in jobs {
+            let job = try await HTTP.send("GET", replica.baseURL + location, headers: ["Authorization": "Bearer \(key)"])
+            if job.text.contains(#""status":"succeeded""#) { succeeded += 1 }
+        }
+        #expect(succeeded == jobs.count, "\(succeeded) of \(jobs.count) succeeded")
+        let stats = try await queue.stats()
+        #expect(stats["completed"] == jobs.count, "each outcome written once: \(stats)")
+        // The partitions holding them sit on every master.
+        let perMaster = try redis.masters().map { master in
+            try redis.cli(master, "--scan", "--pattern", "sluice:{jobs:*}:stats").split(separator: "\n").count
+        }
+        #expect(perMaster.allSatisfy { $0 > 0 }, "queue partitions per master: \(perMaster)")
     }
 }
