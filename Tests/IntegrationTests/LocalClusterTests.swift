@@ -150,3 +150,63 @@ struct LocalClusterTests {
         #expect(try cluster("down").output.contains("stopped 7 processes"))
     }
 }
+
+/// `SLUICE_REDIS_SHARDS=3 scripts/cluster up`: the same cluster of replicas, workers and HAProxy
+/// on a Redis Cluster of 3 masters and 3 replicas made by `redis-cli --cluster create`.
+@Suite("Local cluster on a Redis Cluster", .serialized)
+struct LocalRedisClusterTests {
+    @Test func threeShardsServeTheLoadTestExactly() async throws {
+        let script = try ClusterScript("sluice-shards", extra: ["SLUICE_LB_MAX_CONN_PER_SOURCE": "4000", "SLUICE_REDIS_SHARDS": "3"])
+        let up = try script.run("up")
+        defer { _ = try? script.run("down") }
+        try #require(up.status == 0, "\(up.output.suffix(3000))")
+        #expect(up.output.contains("a Redis Cluster of 3 masters and 3 replicas"), "\(up.output.suffix(1500))")
+
+        // Every node with its role; the masters' slots cover all 16 384.
+        let status = try script.run("status").output
+        let nodes = status.split(separator: "\n").filter { $0.hasPrefix("redis-") }
+        #expect(nodes.count == 6, "\(status)")
+        #expect(nodes.filter { $0.contains(" replica") }.count == 3, "\(status)")
+        let ranges = nodes.compactMap { $0.firstMatch(of: /slots ([0-9,-]+)/).map { String($0.1) } }
+        let covered = ranges.flatMap { $0.split(separator: ",") }.reduce(0) { total, range in
+            let bounds = range.split(separator: "-").compactMap { Int($0) }
+            return total + (bounds.count == 2 ? bounds[1] - bounds[0] + 1 : 1)
+        }
+        #expect(ranges.count == 3 && covered == 16_384, "\(status)")
+        for name in ["replica-1", "worker-2", "lb"] {
+            #expect(status.split(separator: "\n").contains { $0.hasPrefix(name) && ($0.hasSuffix("ready") || $0.hasSuffix("healthy")) }, "\(status)")
+        }
+
+        let run = try runCommand([ServiceProcess.binary, "loadtest", "--url", "https://127.0.0.1:\(script.lbPort)", "--cacert", script.ca,
+                                  "--admin-key-file", script.adminKeyFile, "--polite", "--json", "--duration", "8"])
+        #expect(run.status == 0, "loadtest exit \(run.status)")
+        let start = try #require(run.output.range(of: "\n{\n") ?? run.output.range(of: "{\n"))
+        let json = try JSONSerialization.jsonObject(with: Data(run.output[start.lowerBound...].utf8)) as? [String: Any]
+        let keys = try #require(json?["keys"] as? [[String: Any]])
+        #expect(keys.count == 3)
+        for key in keys {
+            let name = key["name"] as? String ?? "?"
+            #expect(key["over_admission"] as? Int == 0, "\(name)")
+            #expect((key["allowance_used"] as? Double ?? 0) >= 0.97, "\(name): used \(key["allowance_used"] ?? "")")
+            #expect(key["failures"] as? Int == 0, "\(name): \(key["failure_log"] ?? "")")
+        }
+        let queue = try #require(keys.first { $0["overflow"] as? String == "queue" })
+        #expect((queue["accepted"] as? Int ?? 0) > 50 && queue["jobs_completed"] as? Int == queue["accepted"] as? Int, "every queued job completed")
+
+        // A key created now is served after `down` and `up`: the same cluster comes back with its data.
+        let admin = try script.adminKey()
+        let curl = ["curl", "-s", "-m", "10", "--cacert", script.ca]
+        let created = try runCommand(curl + ["-X", "POST", "https://127.0.0.1:\(script.lbPort)/v1/keys", "-H", "Authorization: Bearer \(admin)",
+                                             "-H", "Content-Type: application/json", "-d", #"{"name":"survivor","scopes":["predict"]}"#]).output
+        let survivor = try #require(created.firstMatch(of: /"key":"(sk_[^"]+)"/).map { String($0.1) }, "\(created)")
+        let down = try script.run("down")
+        #expect(down.output.contains("stopped 12 processes"), "\(down.output)")
+        let again = try script.run("up")
+        try #require(again.status == 0, "\(again.output.suffix(3000))")
+        let prediction = try runCommand(curl + ["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "https://127.0.0.1:\(script.lbPort)/v1/predict",
+                                                "-H", "Authorization: Bearer \(survivor)", "-H", "Content-Type: application/json", "-d",
+                                                #"{"features":{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}}"#]).output
+        #expect(prediction == "200", "a key created before down is served after up: \(prediction)")
+        #expect(try script.run("down").output.contains("stopped 12 processes"))
+    }
+}
