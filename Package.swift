@@ -91,7 +91,7 @@ let package = Package(
         // The Prometheus registry every process shares the naming and the model/Redis metrics of.
         .target(
             name: "SluiceMetrics",
-            dependencies: ["SluiceModel", .product(name: "Prometheus", package: "swift-prometheus")]
+            dependencies: ["SluiceModel", "SluiceRedis", .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         // The HTTP API (Hummingbird): routes, auth and scopes, rate limiting, validation, metrics.
         .target(

@@ -1,5 +1,7 @@
 import Prometheus
 import SluiceModel
+import SluiceRedis
+import Synchronization
 
 /// The Prometheus registry of one Sluice process (replica or worker) with what every process
 /// reports alike: failed Redis calls and the model it runs.
@@ -8,9 +10,19 @@ public final class ProcessMetrics: Sendable {
     public let redisErrors: Counter
     public let refusedArtifacts: Counter
     public let activeModelVersion: Gauge
+    private let movedRedirects: Counter
+    private let askRedirects: Counter
+    /// Redis Cluster redirects already counted, and the client they come from.
+    private let redirectsSeen = Mutex<(moved: Int, ask: Int)>((0, 0))
+    private let redis: RedisClient?
 
     /// `role` names the process in help texts: "replica" or "worker".
-    public init(role: String) {
+    /// `redis`: the client whose Redis Cluster redirects are exported.
+    public init(role: String, redis: RedisClient? = nil) {
+        self.redis = redis
+        let redirects = Self.name("redis", "redirects", "total", "Redis Cluster redirects followed: MOVED (the slot moved) and ASK (it is moving).")
+        movedRedirects = registry.makeCounter(descriptor: redirects, labels: [("kind", "moved")])
+        askRedirects = registry.makeCounter(descriptor: redirects, labels: [("kind", "ask")])
         redisErrors = registry.makeCounter(
             descriptor: Self.name("redis", "errors", "total", "Redis calls that failed (timeouts, lost connections, errors)."))
         refusedArtifacts = registry.makeCounter(
@@ -34,6 +46,14 @@ public final class ProcessMetrics: Sendable {
 
     /// The Prometheus text exposition of every metric in the registry.
     public func exposition() -> [UInt8] {
+        if let counts = redis?.redirects {
+            let (moved, ask) = redirectsSeen.withLock { seen in
+                defer { seen = counts }
+                return (counts.moved - seen.moved, counts.ask - seen.ask)
+            }
+            if moved > 0 { movedRedirects.increment(by: Int64(moved)) }
+            if ask > 0 { askRedirects.increment(by: Int64(ask)) }
+        }
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
         return buffer

@@ -1,6 +1,7 @@
 import Prometheus
 import SluiceLimiter
 import SluiceMetrics
+import SluiceRedis
 import Synchronization
 
 /// The service's Prometheus metrics, served at `GET /metrics` (scope `metrics`).
@@ -22,8 +23,8 @@ final class ServiceMetrics: Sendable {
     /// Request counters by "route status", so the hot path skips the registry's lookup.
     private let requestCounters = Mutex<[String: Counter]>([:])
 
-    init() {
-        let process = ProcessMetrics(role: "replica")
+    init(redis: RedisClient? = nil) {
+        let process = ProcessMetrics(role: "replica", redis: redis)
         self.process = process
         let registry = process.registry
         authFailures = registry.makeCounter(

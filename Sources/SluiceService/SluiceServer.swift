@@ -25,7 +25,7 @@ public struct SluiceServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.redis = RedisClient(configuration: configuration.redis, logger: logger)
-        self.metrics = ServiceMetrics()
+        self.metrics = ServiceMetrics(redis: redis)
         self.keys = KeyStore(client: redis)
         self.access = AccessControl(
             authenticator: KeyAuthenticator(store: keys, bootstrapAdminKey: configuration.adminKey, cacheLifetime: configuration.keyCacheLifetime),

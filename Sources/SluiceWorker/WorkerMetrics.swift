@@ -1,5 +1,6 @@
 import Prometheus
 import SluiceMetrics
+import SluiceRedis
 import Synchronization
 
 /// A worker's Prometheus metrics, served at its `GET /metrics`.
@@ -15,8 +16,9 @@ public final class WorkerMetrics: Sendable {
     private let depth: Gauge
     private let keyDepths = Mutex<[String: Gauge]>([:])
 
-    public init() {
-        let process = ProcessMetrics(role: "worker")
+    /// `redis`: the client whose Redis Cluster redirects are exported.
+    public init(redis: RedisClient? = nil) {
+        let process = ProcessMetrics(role: "worker", redis: redis)
         self.process = process
         let registry = process.registry
         completed = registry.makeCounter(

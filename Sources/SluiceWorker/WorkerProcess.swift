@@ -27,7 +27,7 @@ public struct WorkerProcess: Sendable {
     public func run(logger: Logger) async throws {
         let client = RedisClient(configuration: redis, logger: logger)
         defer { client.shutdown() }
-        let metrics = WorkerMetrics()
+        let metrics = WorkerMetrics(redis: client)
         let process = metrics.process
         let models = ModelHolder(registry: ModelRegistry(client: client, signer: signer), logger: logger, onEvent: process.record)
         let worker = QueueWorker(queue: PartitionedJobQueue(client: client), models: models, configuration: worker, metrics: metrics, logger: logger)

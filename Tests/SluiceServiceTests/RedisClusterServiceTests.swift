@@ -127,3 +127,94 @@ extension RedisClusterServiceTests {
         #expect(perMaster.allSatisfy { $0 > 0 }, "queue partitions per master: \(perMaster)")
     }
 }
+
+extension RedisClusterServiceTests {
+    /// Live resharding under load: a hot key's slot migrated by hand (the key moved while its slot
+    /// is MIGRATING: ASK; then assigned: MOVED) and 1,000 other slots moved by
+    /// `redis-cli --cluster reshard`, while two replicas serve 6 keys at twice their rate: no
+    /// request fails, no key is admitted beyond burst + rate × time, and the replicas count the
+    /// redirects they followed in `sluice_redis_redirects_total{kind}`.
+    @Test func liveReshardingUnderLoadFailsNothingAndAdmitsExactly() async throws {
+        let redis = try RedisClusterServer()
+        let adminKey = APIKey.generate().revealed
+        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(), "SLUICE_REDIS_MODE": "cluster"]
+        let replicas = try (0..<2).map { _ in try ServiceProcess(redisURL: redis.url(seeds: 3), environment: environment) }
+        for replica in replicas { try await replica.waitUntilReady() }
+        var keys: [(key: String, id: String)] = []
+        for index in 0..<6 {
+            let response = try await HTTP.json(
+                "POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey,
+                #"{"name":"r\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":20,"period":1,"burst":5}]}"#)
+            let json = try #require(response.json, "\(response.text)")
+            keys.append((try #require(json["key"] as? String), try #require(json["id"] as? String)))
+        }
+        let hot = keys[0]
+        let hotKey = "sluice:rl:{\(hot.id)}:default"
+        let slot = try #require(Int(try redis.cli(redis.nodes[0], "CLUSTER", "KEYSLOT", hotKey).trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        let started = ContinuousClock.now
+        let seconds = 6.0
+        // Load: each key offered 40/s (twice its rate) over both replicas.
+        let load = Task { () -> [(admitted: Int, failed: [String])] in
+            try await withThrowingTaskGroup(of: (Int, Int, [String]).self) { group in
+                for (index, key) in keys.enumerated() {
+                    group.addTask {
+                        var admitted = 0
+                        var failed: [String] = []
+                        var sent = 0
+                        while (ContinuousClock.now - started).seconds < seconds {
+                            let status = try await HTTP.json("POST", "\(replicas[sent % 2].baseURL)/v1/predict", key: key.key, Cluster.setosa).status
+                            if status == 200 { admitted += 1 } else if status != 429 { failed.append("HTTP \(status)") }
+                            sent += 1
+                            try await Task.sleep(for: .milliseconds(25))
+                        }
+                        return (index, admitted, failed)
+                    }
+                }
+                var results = Array(repeating: (admitted: 0, failed: [String]()), count: keys.count)
+                for try await (index, admitted, failed) in group { results[index] = (admitted, failed) }
+                return results
+            }
+        }
+
+        try await Task.sleep(for: .seconds(1))
+        let source = try redis.master(of: slot)
+        let destination = try #require(try redis.masters().first { $0.port != source.port })
+        let (sourceID, destinationID) = (try redis.id(of: source), try redis.id(of: destination))
+        try redis.cli(destination, "CLUSTER", "SETSLOT", String(slot), "IMPORTING", sourceID)
+        try redis.cli(source, "CLUSTER", "SETSLOT", String(slot), "MIGRATING", destinationID)
+        // Every key of the slot (the limiter state and the key record share the key id's hash tag).
+        let inSlot = try redis.cli(source, "CLUSTER", "GETKEYSINSLOT", String(slot), "100").split(separator: "\n").map(String.init)
+        #expect(inSlot.contains(hotKey), "\(inSlot)")
+        try redis.cli(source, "MIGRATE", "127.0.0.1", String(destination.port), hotKey, "0", "5000")
+        try await Task.sleep(for: .seconds(1))  // requests for the hot key's limiter state now meet ASK
+        for key in inSlot where key != hotKey { try redis.cli(source, "MIGRATE", "127.0.0.1", String(destination.port), key, "0", "5000") }
+        for node in try redis.masters() { try redis.cli(node, "CLUSTER", "SETSLOT", String(slot), "NODE", destinationID) }
+        // 1,000 more slots, from every master to another, by the tool operators use.
+        let target = try #require(try redis.masters().first { $0.port != destination.port })
+        let reshard = try runCommand([
+            "redis-cli", "--cluster", "reshard", "127.0.0.1:\(target.port)", "--cluster-from", "all", "--cluster-to", try redis.id(of: target),
+            "--cluster-slots", "1000", "--cluster-yes",
+        ])
+        #expect(reshard.status == 0, "\(reshard.output.suffix(1500))")
+        let results = try await load.value
+        let elapsed = (ContinuousClock.now - started).seconds
+
+        for (index, result) in results.enumerated() {
+            #expect(result.failed.isEmpty, "key \(index): \(result.failed)")
+            #expect(Double(result.admitted) <= 5 + 20 * elapsed, "key \(index): \(result.admitted) admitted in \(elapsed) s")
+            #expect(Double(result.admitted) >= 0.8 * 20 * seconds, "key \(index) kept being served: \(result.admitted)")
+        }
+        let metricsKey = try #require(
+            try await HTTP.json("POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey, #"{"name":"scraper","scopes":["metrics"]}"#).json?["key"] as? String)
+        var redirects: [String: Int] = [:]
+        for replica in replicas {
+            let text = try await HTTP.send("GET", replica.baseURL + "/metrics", headers: ["Authorization": "Bearer \(metricsKey)"]).text
+            for kind in ["moved", "ask"] {
+                let value = text.firstMatch(of: try Regex(#"sluice_redis_redirects_total\{kind="\#(kind)"\} (\d+)"#)).flatMap { Int($0.output[1].substring ?? "") }
+                redirects[kind, default: 0] += value ?? 0
+            }
+        }
+        #expect(redirects["ask", default: 0] > 0 && redirects["moved", default: 0] > 0, "redirects followed: \(redirects)")
+    }
+}
