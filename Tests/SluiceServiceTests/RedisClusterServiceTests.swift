@@ -154,29 +154,7 @@ extension RedisClusterServiceTests {
 
         let started = ContinuousClock.now
         let seconds = 6.0
-        // Load: each key offered 40/s (twice its rate) over both replicas.
-        let load = Task { () -> [(admitted: Int, failed: [String])] in
-            try await withThrowingTaskGroup(of: (Int, Int, [String]).self) { group in
-                for (index, key) in keys.enumerated() {
-                    group.addTask {
-                        var admitted = 0
-                        var failed: [String] = []
-                        var sent = 0
-                        while (ContinuousClock.now - started).seconds < seconds {
-                            let status = try await HTTP.json("POST", "\(replicas[sent % 2].baseURL)/v1/predict", key: key.key, Cluster.setosa).status
-                            if status == 200 { admitted += 1 } else if status != 429 { failed.append("HTTP \(status)") }
-                            sent += 1
-                            try await Task.sleep(for: .milliseconds(25))
-                        }
-                        return (index, admitted, failed)
-                    }
-                }
-                var results = Array(repeating: (admitted: 0, failed: [String]()), count: keys.count)
-                for try await (index, admitted, failed) in group { results[index] = (admitted, failed) }
-                return results
-            }
-        }
-
+        let load = Task { try await Self.offer(keys.map(\.key), to: replicas, for: seconds) }
         try await Task.sleep(for: .seconds(1))
         let source = try redis.master(of: slot)
         let destination = try #require(try redis.masters().first { $0.port != source.port })
@@ -199,7 +177,6 @@ extension RedisClusterServiceTests {
         #expect(reshard.status == 0, "\(reshard.output.suffix(1500))")
         let results = try await load.value
         let elapsed = (ContinuousClock.now - started).seconds
-
         for (index, result) in results.enumerated() {
             #expect(result.failed.isEmpty, "key \(index): \(result.failed)")
             #expect(Double(result.admitted) <= 5 + 20 * elapsed, "key \(index): \(result.admitted) admitted in \(elapsed) s")
@@ -216,5 +193,72 @@ extension RedisClusterServiceTests {
             }
         }
         #expect(redirects["ask", default: 0] > 0 && redirects["moved", default: 0] > 0, "redirects followed: \(redirects)")
+    }
+}
+
+extension RedisClusterServiceTests {
+    /// Each key offered 40/s (twice its rate of 20/s) over `replicas` for `seconds`: per key, the
+    /// requests admitted and what answered neither 200 nor 429.
+    static func offer(_ keys: [String], to replicas: [ServiceProcess], for seconds: Double) async throws -> [(admitted: Int, failed: [String])] {
+        let started = ContinuousClock.now
+        return try await withThrowingTaskGroup(of: (Int, Int, [String]).self) { group in
+            for (index, key) in keys.enumerated() {
+                group.addTask {
+                    var admitted = 0
+                    var failed: [String] = []
+                    var sent = 0
+                    while (ContinuousClock.now - started).seconds < seconds {
+                        let status = try await HTTP.json("POST", "\(replicas[sent % replicas.count].baseURL)/v1/predict", key: key, Cluster.setosa).status
+                        if status == 200 { admitted += 1 } else if status != 429 { failed.append("HTTP \(status)") }
+                        sent += 1
+                        try await Task.sleep(for: .milliseconds(25))
+                    }
+                    return (index, admitted, failed)
+                }
+            }
+            var results = Array(repeating: (admitted: 0, failed: [String]()), count: keys.count)
+            for try await (index, admitted, failed) in group { results[index] = (admitted, failed) }
+            return results
+        }
+    }
+
+    /// A graceful `CLUSTER FAILOVER` (what an operator or a managed service does for maintenance)
+    /// of the master holding a key's state, under load: no request fails, limits stay exact.
+    @Test func aGracefulFailoverUnderLoadFailsNothing() async throws {
+        let redis = try RedisClusterServer()
+        let adminKey = APIKey.generate().revealed
+        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(), "SLUICE_REDIS_MODE": "cluster"]
+        let replicas = try (0..<2).map { _ in try ServiceProcess(redisURL: redis.url(seeds: 3), environment: environment) }
+        for replica in replicas { try await replica.waitUntilReady() }
+        var keys: [(key: String, id: String)] = []
+        for index in 0..<6 {
+            let response = try await HTTP.json(
+                "POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey,
+                #"{"name":"f\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":20,"period":1,"burst":5}]}"#)
+            let json = try #require(response.json, "\(response.text)")
+            keys.append((try #require(json["key"] as? String), try #require(json["id"] as? String)))
+        }
+        let slot = try #require(Int(try redis.cli(redis.nodes[0], "CLUSTER", "KEYSLOT", "sluice:rl:{\(keys[0].id)}:default")
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let oldMaster = try redis.master(of: slot)
+        let oldID = try redis.id(of: oldMaster)
+        let successor = try #require(redis.nodes.first { node in
+            (try? redis.cli(node, "ROLE"))?.hasPrefix("slave") == true && (try? redis.cli(node, "CLUSTER", "NODES"))?
+                .split(separator: "\n").contains { $0.contains("myself") && $0.contains(oldID) } == true
+        }, "the old master's replica")
+
+        let started = ContinuousClock.now
+        let seconds = 5.0
+        let load = Task { try await Self.offer(keys.map(\.key), to: replicas, for: seconds) }
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(try redis.cli(successor, "CLUSTER", "FAILOVER").contains("OK"))
+        try waitUntil(timeout: 10) { (try? redis.master(of: slot))?.port == successor.port }
+        let results = try await load.value
+        let elapsed = (ContinuousClock.now - started).seconds
+        for (index, result) in results.enumerated() {
+            #expect(result.failed.isEmpty, "key \(index): \(result.failed)")
+            #expect(Double(result.admitted) <= 5 + 20 * elapsed, "key \(index): \(result.admitted) admitted in \(elapsed) s")
+        }
+        #expect(try redis.master(of: slot).port == successor.port, "the replica took over")
     }
 }
