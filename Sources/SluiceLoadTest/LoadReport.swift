@@ -27,6 +27,8 @@ public struct LoadReport: Sendable, Encodable {
 
     public struct KeyReport: Sendable, Encodable {
         public var name: String
+        /// The API key's id (never the key): where its limiter state lives (`sluice:rl:{<id>}:…`).
+        public var id: String
         public var overflow: String
         public var rate: Int
         public var period: Double
@@ -62,7 +64,7 @@ public struct LoadReport: Sendable, Encodable {
         public var failureLog: [Failure]
 
         enum CodingKeys: String, CodingKey {
-            case name, overflow, rate, period, burst, sent, ok, accepted, errors, retries, admitted, unslotted, windows, polls, failures
+            case name, id, overflow, rate, period, burst, sent, ok, accepted, errors, retries, admitted, unslotted, windows, polls, failures
             case offeredRate = "offered_rate"
             case tooManyRequests = "too_many_requests"
             case serverErrors = "server_errors"
@@ -106,7 +108,7 @@ public struct LoadReport: Sendable, Encodable {
         return worst
     }
 
-    static func keyReport(_ key: LoadTestPlan.Key, offered: Double, recorder: KeyRecorder) -> KeyReport {
+    static func keyReport(_ key: LoadTestPlan.Key, id: String, offered: Double, recorder: KeyRecorder) -> KeyReport {
         let (counts, unsortedSlots, unslotted, latency, failureLog) = recorder.snapshot
         let slots = unsortedSlots.sorted()
         let span = slots.count > 1 ? Double(slots.last! - slots.first!) / 1_000_000 : 0
@@ -121,7 +123,7 @@ public struct LoadReport: Sendable, Encodable {
         let admitted = counts.ok + counts.accepted
         func ms(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1000 }
         return KeyReport(
-            name: key.name, overflow: key.overflow, rate: key.rate, period: key.period, burst: key.burst, offeredRate: offered,
+            name: key.name, id: id, overflow: key.overflow, rate: key.rate, period: key.period, burst: key.burst, offeredRate: offered,
             sent: counts.sent, ok: counts.ok, accepted: counts.accepted, tooManyRequests: counts.tooMany,
             serverErrors: counts.serverErrors, otherClientErrors: counts.otherClientErrors, errors: counts.transportErrors,
             retries: counts.retries, admitted: admitted, unslotted: unslotted, spanSeconds: span,

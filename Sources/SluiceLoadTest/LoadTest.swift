@@ -59,7 +59,7 @@ public struct LoadTest: Sendable {
         for target in driven { _ = try? await client.send(.init(method: .DELETE, path: "/v1/keys/\(target.id)", headers: adminHeaders)) }
         return LoadReport(
             mode: plan.mode.rawValue, polite: plan.polite, durationSeconds: elapsed.seconds,
-            keys: driven.map { LoadReport.keyReport($0.key, offered: plan.offeredRate(of: $0.key), recorder: $0.recorder) })
+            keys: driven.map { LoadReport.keyReport($0.key, id: $0.id, offered: plan.offeredRate(of: $0.key), recorder: $0.recorder) })
     }
 
     private final class RunContext: Sendable {

@@ -3,7 +3,8 @@ import Logging
 import SluiceRedis
 
 /// A real Redis Cluster on loopback for tests: 3 masters and 3 replicas, each a ``RedisServer``,
-/// joined by `redis-cli --cluster create … --cluster-replicas 1`, node timeout 2 s.
+/// joined by `redis-cli --cluster create … --cluster-replicas 1`, node timeout 2 s, and (as Sluice
+/// recommends) `cluster-require-full-coverage no`: a shard that is down stops only its own keys.
 public final class RedisClusterServer: Sendable {
     public let nodes: [RedisServer]
 
@@ -11,7 +12,7 @@ public final class RedisClusterServer: Sendable {
         nodes = try (0..<(masters * 2)).map { _ in
             try RedisServer(
                 arguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-                            "--repl-diskless-sync-delay", "0"],
+                            "--repl-diskless-sync-delay", "0", "--cluster-require-full-coverage", "no"],
                 port: try Self.portWithFreeBus())
         }
         let addresses = nodes.map { "127.0.0.1:\($0.port)" }

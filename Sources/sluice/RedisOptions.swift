@@ -48,6 +48,21 @@ struct RedisOptions: ParsableArguments {
         return configuration
     }
 
+    /// In cluster mode, asks the seeds for the cluster's layout before anything starts: no seed
+    /// answering, a seed that is not a cluster node, or refused credentials stop the process with
+    /// the nodes named, rather than a replica that answers 503 to everything. (One Redis may come
+    /// up after its replicas; they answer 503 meanwhile, as they would if it went away.)
+    static func checkCluster(_ configuration: RedisConfiguration) async throws {
+        guard configuration.mode == .cluster else { return }
+        let probe = RedisClient(configuration: configuration, logger: Logger(label: "sluice.redis"))
+        defer { probe.shutdown() }
+        do {
+            _ = try await probe.send(RedisCommand("PING"))
+        } catch {
+            throw ValidationError("the Redis Cluster at \(configuration.seeds.map(\.description).joined(separator: ",")) cannot be used: \(error)")
+        }
+    }
+
     /// `SLUICE_REDIS_TLS_*`: a CA to trust instead of the system's, a client certificate and key
     /// for mutual TLS, a name to verify instead of the URL's host. Refused with a `redis://` URL:
     /// a setting that would silently do nothing is a mistake to report, not to ignore.

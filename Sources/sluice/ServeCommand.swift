@@ -72,6 +72,7 @@ struct ServeCommand: AsyncParsableCommand {
                 redis: try redis.configuration(secrets: secrets, connections: 1),
                 secrets: secrets
             )
+            try await RedisOptions.checkCluster(configuration.redis)
             configuration.connections = ConnectionLimits(
                 readTimeout: try seconds(readTimeout, "SLUICE_READ_TIMEOUT", environment) ?? .seconds(10),
                 idleTimeout: try seconds(idleTimeout, "SLUICE_IDLE_TIMEOUT", environment) ?? .seconds(60),

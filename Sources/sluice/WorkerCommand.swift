@@ -48,12 +48,14 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = try bootstrapLogging(logLevel ?? secrets.environment["SLUICE_LOG_LEVEL"], label: "sluice.worker")
         let process: WorkerProcess
         do {
+            let redisConfiguration = try redis.configuration(secrets: secrets, connections: 1)
+            try await RedisOptions.checkCluster(redisConfiguration)
             var worker = QueueWorker.Configuration()
             worker.visibilityTimeout = .milliseconds(Int64(visibilityTimeout * 1000))
             worker.resultLifetime = .seconds(resultTtl)
             worker.batchSize = batchSize
             process = WorkerProcess(
-                redis: try redis.configuration(secrets: secrets, connections: 1),
+                redis: redisConfiguration,
                 signer: try ArtifactSigner(secrets: secrets),
                 worker: worker,
                 host: host ?? secrets.environment["SLUICE_WORKER_HOST"] ?? "127.0.0.1",

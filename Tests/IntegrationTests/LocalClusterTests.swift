@@ -1,4 +1,5 @@
 import Foundation
+import SluiceRedis
 import SluiceTestSupport
 import Testing
 
@@ -192,6 +193,49 @@ struct LocalRedisClusterTests {
         }
         let queue = try #require(keys.first { $0["overflow"] as? String == "queue" })
         #expect((queue["accepted"] as? Int ?? 0) > 50 && queue["jobs_completed"] as? Int == queue["accepted"] as? Int, "every queued job completed")
+
+        // 30 keys at 5× their limits: every limit exact, and each master runs the limiter calls of
+        // the keys it holds (their ids are random, so "its keys' share" rather than a third each).
+        func evalshaCalls() throws -> [Int: Int] {
+            var calls: [Int: Int] = [:]
+            for line in status.split(separator: "\n") where line.contains(" master") {
+                let port = try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[2]))
+                let stats = try runCommand(["redis-cli", "--user", "sluice-cluster", "-p", String(port), "info", "commandstats"],
+                                           environment: ["REDISCLI_AUTH": try String(contentsOfFile: "\(script.directory)/secrets/sluice-cluster", encoding: .utf8)]).output
+                calls[port] = Int(stats.firstMatch(of: /cmdstat_evalsha:calls=(\d+)/).map { String($0.1) } ?? "0") ?? 0
+            }
+            return calls
+        }
+        var masterOfSlot: [(range: ClosedRange<Int>, port: Int)] = []
+        for line in status.split(separator: "\n") where line.contains(" master") {
+            let port = try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[2]))
+            for range in (line.firstMatch(of: /slots ([0-9,-]+)/).map { String($0.1) } ?? "").split(separator: ",") {
+                let bounds = range.split(separator: "-").compactMap { Int($0) }
+                masterOfSlot.append(((bounds.first ?? 0)...(bounds.last ?? 0), port))
+            }
+        }
+        let before = try evalshaCalls()
+        let many = try runCommand([ServiceProcess.binary, "loadtest", "--url", "https://127.0.0.1:\(script.lbPort)", "--cacert", script.ca,
+                                   "--admin-key-file", script.adminKeyFile, "--json", "--duration", "6"]
+                                  + (0..<30).flatMap { ["--key", "k\($0):rate=5,burst=5,offered=25"] })
+        #expect(many.status == 0, "loadtest exit \(many.status)")
+        let manyStart = try #require(many.output.range(of: "\n{\n") ?? many.output.range(of: "{\n"))
+        let manyKeys = try #require((try JSONSerialization.jsonObject(with: Data(many.output[manyStart.lowerBound...].utf8)) as? [String: Any])?["keys"] as? [[String: Any]])
+        #expect(manyKeys.count == 30)
+        var keysPerMaster: [Int: Int] = [:]
+        for key in manyKeys {
+            #expect(key["over_admission"] as? Int == 0 && key["failures"] as? Int == 0, "\(key["name"] ?? ""): \(key["failure_log"] ?? "")")
+            let slot = HashSlot.of(try #require(key["id"] as? String))
+            keysPerMaster[try #require(masterOfSlot.first { $0.range.contains(slot) }?.port), default: 0] += 1
+        }
+        let after = try evalshaCalls()
+        let total = after.keys.reduce(0) { $0 + after[$1]! - (before[$1] ?? 0) }
+        for (port, keys) in keysPerMaster.sorted(by: { $0.key < $1.key }) {
+            let share = Double(after[port]! - (before[port] ?? 0)) / Double(max(1, total))
+            let expected = Double(keys) / 30
+            #expect(abs(share - expected) <= 0.25 * expected, "master :\(port) holds \(keys) of 30 keys, ran \(share) of the limiter calls")
+        }
+        print("30 keys over the masters: \(keysPerMaster.sorted { $0.key < $1.key }.map(\.value)); limiter calls \(after.keys.sorted().map { after[$0]! - (before[$0] ?? 0) })")
 
         // A key created now is served after `down` and `up`: the same cluster comes back with its data.
         let admin = try script.adminKey()

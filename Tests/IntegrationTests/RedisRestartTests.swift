@@ -64,7 +64,7 @@ struct RedisRestartTests {
         let client = RedisClient(configuration: try RedisConfiguration(
             url: "redis://sluice-replica:\(passwords["sluice-replica"]!)@127.0.0.1:\(redis.port)"))
         defer { client.shutdown() }
-        let stats = try await JobQueue(client: client).stats()
+        let stats = try await PartitionedJobQueue(client: client).stats()
         #expect(stats["completed"] == locations.count, "exactly one result per job: \(stats)")
         _ = worker
 

@@ -151,3 +151,23 @@ struct RedisClusterTests {
         }
     }
 }
+
+extension RedisClusterTests {
+    /// The keys of the other masters never notice a master's loss.
+    @Test func otherMastersKeysDoNotNoticeALostMaster() async throws {
+        let client = try cluster.client(seeds: 3)
+        defer { client.shutdown() }
+        let victim = try cluster.master(of: HashSlot.of("{a}"))
+        let other = try #require((0..<200).map { "{k\($0)}" }.first { (try? cluster.master(of: HashSlot.of($0)))?.port != victim.port })
+        _ = try await client.send("SET", "{a}x", "0")
+        _ = try await client.send("SET", other + "x", "0")
+        victim.crash()
+        var failures: [String] = []
+        let deadline = ContinuousClock.now + .seconds(6)
+        while ContinuousClock.now < deadline {
+            do { _ = try await client.send("INCR", other + "x") } catch { failures.append("\(error)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(failures.isEmpty, "\(failures.count): \(failures.prefix(3))")
+    }
+}

@@ -48,6 +48,24 @@ struct StartupAndOutageTests {
         #expect(output.contains(message), "\(output)")
     }
 
+    /// In cluster mode the seeds are asked before anything starts: none answering stops the
+    /// process at once, naming them; so does a seed that is no cluster node.
+    @Test func aClusterThatCannotBeReachedStopsStartUp() throws {
+        let silent = [try RedisServer.freePort(), try RedisServer.freePort()].map { "127.0.0.1:\($0)" }
+        let plain = try RedisServer()
+        for (url, message) in [("redis://" + silent.joined(separator: ","), silent[1]), (plain.url, "not a cluster")] {
+            for command in ["serve", "worker"] {
+                let started = ContinuousClock.now
+                let (status, output) = try ServiceProcess.run(
+                    arguments: [command, "--port", String(try RedisServer.freePort()), "--redis-mode", "cluster", "--redis", url],
+                    environment: ["SLUICE_ADMIN_KEY": Self.goodAdmin, "SLUICE_MODEL_SIGNING_KEY": Self.goodSigning, "SLUICE_ADMIN_KEY_FILE": "",
+                                  "SLUICE_MODEL_SIGNING_KEY_FILE": ""])
+                #expect(status == 78 && output.contains("cannot be used") && output.contains(message), "\(command) \(url): exit \(status): \(output)")
+                #expect(ContinuousClock.now - started < .seconds(10), "\(command): no hang")
+            }
+        }
+    }
+
     @Test func secretsFromFilesAreTrimmed() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-secrets-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

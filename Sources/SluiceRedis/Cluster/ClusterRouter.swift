@@ -44,7 +44,10 @@ final class ClusterRouter: Sendable {
     func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
         let deadline = ContinuousClock.now + configuration.commandTimeout
         let slot = try Self.slot(of: command)
-        if needsRefresh { try await refresh(force: false) }
+        // A layout that is merely old still routes: only a missing one makes a failed refresh fatal.
+        if needsRefresh {
+            if hasLayout { try? await refresh(force: false) } else { try await refresh(force: false) }
+        }
         var target = try await owner(of: slot)
         var asking = false
         var backoff = Duration.milliseconds(10)
@@ -104,6 +107,8 @@ final class ClusterRouter: Sendable {
 
     // MARK: - Layout
 
+    private var hasLayout: Bool { state.withLock { !$0.layout.isEmpty } }
+
     private var needsRefresh: Bool {
         state.withLock { state in
             state.layout.isEmpty || state.refreshedAt.map { ContinuousClock.now - $0 > .seconds(10) } ?? true
@@ -124,27 +129,45 @@ final class ClusterRouter: Sendable {
         try await task.value.get()
     }
 
+    /// Asks every known master and seed at once and takes the first layout that comes back: a
+    /// dead master (the usual reason to ask) must not hold the refresh for its timeout.
     private func fetchLayout() async -> Result<Void, RedisError> {
         defer { state.withLock { $0.refreshing = nil } }
         let known = state.withLock { $0.layout.masters }
         let candidates = known.sorted { $0.description < $1.description } + configuration.seeds.filter { !known.contains($0) }
-        var failures: [String] = []
+        let answers = AsyncStream<(RedisConfiguration.Endpoint, Result<ClusterLayout, RedisError>)>.makeStream()
         for endpoint in candidates {
-            do throws(RedisError) {
-                let layout = try await layout(from: connection(to: endpoint))
+            Task {
+                do throws(RedisError) {
+                    answers.continuation.yield((endpoint, .success(try await self.layout(from: self.connection(to: endpoint)))))
+                } catch {
+                    answers.continuation.yield((endpoint, .failure(error)))
+                }
+            }
+        }
+        var failures: [String] = []
+        var refusal: RedisError?
+        var answered = 0
+        for await (endpoint, answer) in answers.stream {
+            answered += 1
+            switch answer {
+            case .success(let layout):
+                answers.continuation.finish()
                 state.withLock { state in
                     state.layout = layout
                     state.refreshedAt = .now
                 }
                 return .success(())
-            } catch .server(let message) where message.contains("cluster support disabled") {
-                return .failure(.invalidConfiguration("\(endpoint) is not a cluster (\(message)); use --redis-mode single"))
-            } catch .authenticationFailed(let endpoint, let user, let reason) {
-                return .failure(.authenticationFailed(endpoint: endpoint, user: user, reason: reason))
-            } catch {
+            case .failure(.server(let message)) where message.contains("cluster support disabled"):
+                refusal = .invalidConfiguration("\(endpoint) is not a cluster (\(message)); use --redis-mode single")
+            case .failure(let error):
+                if case .authenticationFailed = error { refusal = error }
                 failures.append("\(endpoint): \(error)")
             }
+            if answered == candidates.count { break }
         }
+        answers.continuation.finish()
+        if let refusal { return .failure(refusal) }
         return .failure(.cannotConnect(
             endpoint: candidates.map(\.description).joined(separator: ","), reason: "no node answered: \(failures.joined(separator: "; "))"))
     }
