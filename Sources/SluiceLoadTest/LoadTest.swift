@@ -83,13 +83,22 @@ public struct LoadTest: Sendable {
 
     private var adminHeaders: [(String, String)] { [("Authorization", "Bearer \(plan.adminKey)"), ("Content-Type", "application/json")] }
 
+    /// Creates one key through the admin API; a 429 (the admin key's own limit, when many keys are
+    /// created at once) is retried after its Retry-After, five times at most.
     private func create(_ key: LoadTestPlan.Key) async throws -> Driven {
-        let response: HTTPClientPool.Response
-        do {
-            response = try await client.send(.init(method: .POST, path: "/v1/keys", headers: adminHeaders, body: Array(key.creationBody.utf8)))
-        } catch {
-            throw LoadTestError.setup("cannot reach http://\(plan.host):\(plan.port): \(error)")
-        }
+        var response: HTTPClientPool.Response
+        var attempts = 0
+        repeat {
+            do {
+                response = try await client.send(.init(method: .POST, path: "/v1/keys", headers: adminHeaders, body: Array(key.creationBody.utf8)))
+            } catch {
+                throw LoadTestError.setup("cannot reach http://\(plan.host):\(plan.port): \(error)")
+            }
+            attempts += 1
+            guard response.status == 429, attempts < 5 else { break }
+            let wait = response.headers["retry-after"].first.flatMap(Double.init) ?? 1
+            try await Task.sleep(for: .seconds(min(max(wait, 0.1), 10)))
+        } while true
         guard response.status == 201, let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
             let secret = json["key"] as? String, let id = json["id"] as? String
         else {
