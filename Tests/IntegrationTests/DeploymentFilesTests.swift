@@ -99,6 +99,41 @@ struct DeploymentFilesTests {
         #expect(((compose["networks"] as? [String: Any])?["backend"] as? [String: Any])?["internal"] as? Bool == true)
     }
 
+    /// deploy/compose.redis-cluster.yml (the Redis Cluster variant): 6 cluster nodes with the
+    /// settings scripts/cluster uses, one `--cluster create` with a replica per master, replicas and
+    /// workers in cluster mode seeded with node addresses that exist, and every secret it names
+    /// written by scripts/secrets.
+    @Test func theRedisClusterVariantOfComposeIsConsistent() throws {
+        let variant = try Self.yaml("deploy/compose.redis-cluster.yml")
+        let services = try #require(variant["services"] as? [String: [String: Any]])
+        let nodes = ["redis", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6"]
+        var addresses: [String] = []
+        for name in nodes {
+            let node = try #require(services[name], "\(name)")
+            let command = (node["command"] as? [String] ?? []).joined(separator: " ")
+            for option in ["--cluster-enabled yes", "--cluster-node-timeout 2000", "--cluster-require-full-coverage no", "--appendonly yes",
+                           "--maxmemory-policy noeviction", "--aclfile", "--masteruser sluice-cluster"] {
+                #expect(command.contains(option), "\(name): \(option)")
+            }
+            let address = ((node["networks"] as? [String: Any])?["backend"] as? [String: Any])?["ipv4_address"] as? String
+            addresses.append(try #require(address, "\(name) has a fixed address (CLUSTER MEET needs one)"))
+        }
+        let initCommand = ((services["redis-cluster-init"]?["command"] as? [String]) ?? []).joined(separator: " ")
+        #expect(initCommand.contains("--cluster-replicas 1") && addresses.allSatisfy { initCommand.contains("\($0):6379") }, "\(initCommand)")
+        for name in ["sluice", "worker"] {
+            let environment = try #require(services[name]?["environment"] as? [String: Any], "\(name)")
+            #expect(environment["SLUICE_REDIS_MODE"] as? String == "cluster")
+            let seeds = (environment["SLUICE_REDIS_URL"] as? String ?? "").dropFirst("redis://".count).split(separator: ",")
+            #expect(seeds.count == 3 && seeds.allSatisfy { addresses.contains(String($0.split(separator: ":")[0])) }, "\(name): \(seeds)")
+            #expect(Self.isReadByCode("SLUICE_REDIS_MODE"))
+        }
+        let directory = try Repository.temporaryDirectory("sluice-cluster-secrets")
+        #expect(try runCommand([Repository.path("scripts/secrets"), directory]).status == 0)
+        for (name, secret) in variant["secrets"] as? [String: [String: String]] ?? [:] {
+            #expect(secret["file"] == "./run/secrets/\(name)" && FileManager.default.fileExists(atPath: "\(directory)/\(name)"), "\(name)")
+        }
+    }
+
     @Test func dockerfileBuildsInOneStageAndRunsSlimAndUnprivileged() throws {
         let lines = try Repository.read("Dockerfile").split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
         let stages = lines.indices.filter { lines[$0].hasPrefix("FROM ") }

@@ -201,8 +201,12 @@ struct LocalRedisClusterTests {
             for line in status.split(separator: "\n") where line.contains(" master") {
                 let port = try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[2]))
                 let stats = try runCommand(["redis-cli", "--user", "sluice-cluster", "-p", String(port), "info", "commandstats"],
-                                           environment: ["REDISCLI_AUTH": try String(contentsOfFile: "\(script.directory)/secrets/sluice-cluster", encoding: .utf8)]).output
-                calls[port] = Int(stats.firstMatch(of: /cmdstat_evalsha:calls=(\d+)/).map { String($0.1) } ?? "0") ?? 0
+                                           environment: ["REDISCLI_AUTH": try String(contentsOfFile: "\(script.directory)/secrets/sluice-cluster", encoding: .utf8)
+                                               .trimmingCharacters(in: .whitespacesAndNewlines)]).output
+                // EVALSHA, and EVAL where a node lacked the script (a NOSCRIPT fallback).
+                let counts = stats.matches(of: /cmdstat_eval(?:sha)?:calls=(\d+)/).compactMap { Int($0.1) }
+                #expect(stats.contains("cmdstat_"), "INFO commandstats of :\(port): \(stats.prefix(300))")
+                calls[port] = counts.reduce(0, +)
             }
             return calls
         }

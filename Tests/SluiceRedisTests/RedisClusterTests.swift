@@ -123,6 +123,27 @@ struct RedisClusterTests {
         #expect(recovered < .seconds(2 + 2 + 3), "node timeout 2 s, promotion, then the client's refresh: \(recovered)")
     }
 
+    /// One node that refuses the credentials is named in the error, and the others keep serving.
+    @Test func aNodeRefusingTheCredentialsIsNamed() async throws {
+        let client = try cluster.client(seeds: 3)
+        defer { client.shutdown() }
+        let refusing = try cluster.master(of: HashSlot.of("{p}"))
+        let other = try #require((0..<200).map { "{q\($0)}" }.first { (try? cluster.master(of: HashSlot.of($0)))?.port != refusing.port })
+        _ = try await client.send("GET", other + "x")  // connected to the masters it needs
+        try cluster.cli(refusing, "CONFIG", "SET", "requirepass", "only-the-node-knows")
+        let authenticated = ["redis-cli", "-p", String(refusing.port), "-a", "only-the-node-knows", "--no-auth-warning"]
+        defer { _ = try? runCommand(authenticated + ["CONFIG", "SET", "requirepass", ""]) }
+        _ = try runCommand(authenticated + ["CLIENT", "KILL", "TYPE", "normal"])  // its connections must authenticate again
+        do {
+            _ = try await client.send("GET", "{p}x")
+            Issue.record("the node asks for a password the client does not have")
+        } catch {
+            guard case .authenticationFailed(let endpoint, _, _) = error else { Issue.record("got \(error)"); return }
+            #expect(endpoint == "127.0.0.1:\(refusing.port)")
+        }
+        _ = try await client.send("SET", other + "x", "fine")
+    }
+
     @Test func badSeedsAreNamed() async throws {
         var nobody = try RedisConfiguration(url: "redis://127.0.0.1:\(try RedisServer.freePort()),127.0.0.1:\(try RedisServer.freePort())")
         nobody.mode = .cluster

@@ -108,6 +108,8 @@ struct RedisTLSTests {
         var tls = try RedisConfiguration(url: "rediss://127.0.0.1:\(plainServer.port)", password: Self.password)
         tls.tls = RedisTLS(caFile: files.ca)
         tls.connections = 1
+        // The connect timeout (1 s) must end the attempt before the command's own deadline does.
+        tls.commandTimeout = .seconds(2)
         let (toPlainPort, tlsAfter) = await failure(tls)
         guard case .tlsFailed = toPlainPort else { Issue.record("got \(String(describing: toPlainPort))"); return }
         #expect(tlsAfter < .milliseconds(1500), "\(tlsAfter)")
