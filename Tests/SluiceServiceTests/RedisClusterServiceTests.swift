@@ -136,18 +136,7 @@ extension RedisClusterServiceTests {
     /// redirects they followed in `sluice_redis_redirects_total{kind}`.
     @Test func liveReshardingUnderLoadFailsNothingAndAdmitsExactly() async throws {
         let redis = try RedisClusterServer()
-        let adminKey = APIKey.generate().revealed
-        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(), "SLUICE_REDIS_MODE": "cluster"]
-        let replicas = try (0..<2).map { _ in try ServiceProcess(redisURL: redis.url(seeds: 3), environment: environment) }
-        for replica in replicas { try await replica.waitUntilReady() }
-        var keys: [(key: String, id: String)] = []
-        for index in 0..<6 {
-            let response = try await HTTP.json(
-                "POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey,
-                #"{"name":"r\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":20,"period":1,"burst":5}]}"#)
-            let json = try #require(response.json, "\(response.text)")
-            keys.append((try #require(json["key"] as? String), try #require(json["id"] as? String)))
-        }
+        let (replicas, adminKey, keys) = try await Self.replicas(on: redis, keys: 6, named: "r")
         let hot = keys[0]
         let hotKey = "sluice:rl:{\(hot.id)}:default"
         let slot = try #require(Int(try redis.cli(redis.nodes[0], "CLUSTER", "KEYSLOT", hotKey).trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -230,18 +219,7 @@ extension RedisClusterServiceTests {
     /// of the master holding a key's state, under load: no request fails, limits stay exact.
     @Test func aGracefulFailoverUnderLoadFailsNothing() async throws {
         let redis = try RedisClusterServer()
-        let adminKey = APIKey.generate().revealed
-        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(), "SLUICE_REDIS_MODE": "cluster"]
-        let replicas = try (0..<2).map { _ in try ServiceProcess(redisURL: redis.url(seeds: 3), environment: environment) }
-        for replica in replicas { try await replica.waitUntilReady() }
-        var keys: [(key: String, id: String)] = []
-        for index in 0..<6 {
-            let response = try await HTTP.json(
-                "POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey,
-                #"{"name":"f\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":20,"period":1,"burst":5}]}"#)
-            let json = try #require(response.json, "\(response.text)")
-            keys.append((try #require(json["key"] as? String), try #require(json["id"] as? String)))
-        }
+        let (replicas, _, keys) = try await Self.replicas(on: redis, keys: 6, named: "f")
         let slot = try #require(Int(try redis.cli(redis.nodes[0], "CLUSTER", "KEYSLOT", "sluice:rl:{\(keys[0].id)}:default")
             .trimmingCharacters(in: .whitespacesAndNewlines)))
         let oldMaster = try redis.master(of: slot)
@@ -274,18 +252,7 @@ extension RedisClusterServiceTests {
     /// master had not yet replicated may be lost), and no script is missing on the new master.
     @Test func aMasterKilledUnderLoadCostsItsKeysOnlyTheFailover() async throws {
         let redis = try RedisClusterServer()
-        let adminKey = APIKey.generate().revealed
-        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(), "SLUICE_REDIS_MODE": "cluster"]
-        let replicas = try (0..<2).map { _ in try ServiceProcess(redisURL: redis.url(seeds: 3), environment: environment) }
-        for replica in replicas { try await replica.waitUntilReady() }
-        var keys: [(key: String, id: String)] = []
-        for index in 0..<9 {
-            let response = try await HTTP.json(
-                "POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey,
-                #"{"name":"x\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":20,"period":1,"burst":5}]}"#)
-            let json = try #require(response.json, "\(response.text)")
-            keys.append((try #require(json["key"] as? String), try #require(json["id"] as? String)))
-        }
+        let (replicas, _, keys) = try await Self.replicas(on: redis, keys: 9, named: "x")
         let slots = try keys.map { key in
             try #require(Int(try redis.cli(redis.nodes[0], "CLUSTER", "KEYSLOT", "{\(key.id)}").trimmingCharacters(in: .whitespacesAndNewlines)))
         }
@@ -311,5 +278,26 @@ extension RedisClusterServiceTests {
         print("master killed at \(killedAt) s: failed requests per key on it \(outage) of ~\(Int(40 * seconds)) offered each")
         #expect(!outage.isEmpty && outage.allSatisfy { $0 < 40 * 7 }, "503s only while the failover lasts: \(outage)")
         for replica in replicas { #expect(!replica.log.contains("NOSCRIPT"), "no script was missing on the promoted master") }
+    }
+}
+
+extension RedisClusterServiceTests {
+    /// Two replicas in cluster mode on `redis`, and `count` predict keys at 20/s with bursts of 5.
+    static func replicas(on redis: RedisClusterServer, keys count: Int, named prefix: String) async throws
+        -> (replicas: [ServiceProcess], adminKey: String, keys: [(key: String, id: String)])
+    {
+        let adminKey = APIKey.generate().revealed
+        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(), "SLUICE_REDIS_MODE": "cluster"]
+        let replicas = try (0..<2).map { _ in try ServiceProcess(redisURL: redis.url(seeds: 3), environment: environment) }
+        for replica in replicas { try await replica.waitUntilReady() }
+        var keys: [(key: String, id: String)] = []
+        for index in 0..<count {
+            let response = try await HTTP.json(
+                "POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey,
+                #"{"name":"\#(prefix)\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":20,"period":1,"burst":5}]}"#)
+            let json = try #require(response.json, "\(response.text)")
+            keys.append((try #require(json["key"] as? String), try #require(json["id"] as? String)))
+        }
+        return (replicas, adminKey, keys)
     }
 }
