@@ -93,6 +93,16 @@ struct RedisConnector: Sendable {
         self.tlsContext = configuration.tls.map { tls in Result { () throws(RedisError) in try tls.makeContext() } }
     }
 
+    private init(configuration: RedisConfiguration, tlsContext: Result<NIOSSLContext, RedisError>?) {
+        self.configuration = configuration
+        self.tlsContext = tlsContext
+    }
+
+    /// The same settings and TLS context for one node of a cluster (or one seed).
+    func node(_ endpoint: RedisConfiguration.Endpoint) -> RedisConnector {
+        RedisConnector(configuration: configuration.node(endpoint), tlsContext: tlsContext)
+    }
+
     var endpoint: String { configuration.endpoint.description }
 
     /// A connected, authenticated channel whose replies go to `delegate` from then on; `extra`

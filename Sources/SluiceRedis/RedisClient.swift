@@ -18,8 +18,9 @@ public final class RedisClient: Sendable {
         switch configuration.mode {
         case .single:
             self.router = nil
+            let connector = RedisConnector(configuration: configuration)
             self.connections = (0..<max(1, configuration.connections)).map { _ in
-                RedisConnection(configuration: configuration, logger: logger)
+                RedisConnection(connector: connector, logger: logger)
             }
         case .cluster:
             self.router = ClusterRouter(configuration: configuration, logger: logger)

@@ -145,6 +145,15 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         return "\(endpoint) db \(database)\(tls == nil ? "" : " over TLS")\(auth)"
     }
 
+    /// The settings for one node of a cluster (or one of the seeds): that endpoint alone.
+    func node(_ endpoint: Endpoint) -> RedisConfiguration {
+        var node = self
+        node.endpoint = endpoint
+        node.seeds = [endpoint]
+        node.mode = .single
+        return node
+    }
+
     /// Reads the TLS files now, so that a bad path or PEM stops start-up with a clear message
     /// instead of failing every connection later.
     /// Also refuses what one mode cannot do: several hosts for one Redis, or a database other

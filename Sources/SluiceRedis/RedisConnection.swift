@@ -76,12 +76,19 @@ public final class RedisConnection: Sendable {
     private nonisolated(unsafe) var timer: RepeatedTask?
 
     /// The connection itself is opened lazily by the first command.
-    public init(
+    public convenience init(
         configuration: RedisConfiguration, logger: Logger,
         eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
     ) {
+        self.init(connector: RedisConnector(configuration: configuration), logger: logger, eventLoop: eventLoop)
+    }
+
+    /// With a connector shared by several connections: the TLS files are read and the context
+    /// built once for them all.
+    init(connector: RedisConnector, logger: Logger, eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()) {
+        let configuration = connector.configuration
         self.configuration = configuration
-        self.connector = RedisConnector(configuration: configuration)
+        self.connector = connector
         self.logger = logger
         self.loop = eventLoop
         let interval = min(max(configuration.commandTimeout / 20, .milliseconds(5)), .milliseconds(100))

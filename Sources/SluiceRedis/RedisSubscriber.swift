@@ -35,11 +35,8 @@ public final class RedisSubscriber: Sendable {
         onReconnect: @escaping @Sendable () -> Void = {}, onMessage: @escaping MessageHandler
     ) {
         self.configuration = configuration
-        self.connectors = configuration.seeds.map { seed in
-            var node = configuration
-            node.endpoint = seed
-            return RedisConnector(configuration: node)
-        }
+        let connector = RedisConnector(configuration: configuration)
+        self.connectors = configuration.seeds.map(connector.node)
         self.channels = channels
         self.logger = logger
         self.onMessage = onMessage

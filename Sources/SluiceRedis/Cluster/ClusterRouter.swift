@@ -26,6 +26,8 @@ final class ClusterRouter: Sendable {
     }
 
     private let configuration: RedisConfiguration
+    /// Whose TLS context every node's connection shares.
+    private let connector: RedisConnector
     private let logger: Logger
     private let state = Mutex(State())
     private let movedCount = Atomic<Int>(0)
@@ -33,6 +35,7 @@ final class ClusterRouter: Sendable {
 
     init(configuration: RedisConfiguration, logger: Logger) {
         self.configuration = configuration
+        self.connector = RedisConnector(configuration: configuration)
         self.logger = logger
     }
 
@@ -202,11 +205,7 @@ final class ClusterRouter: Sendable {
     private func connection(to endpoint: RedisConfiguration.Endpoint) -> RedisConnection {
         let (connection, created) = state.withLock { state -> (RedisConnection, Bool) in
             if let existing = state.nodes[endpoint] { return (existing, false) }
-            var node = configuration
-            node.endpoint = endpoint
-            node.seeds = [endpoint]
-            node.mode = .single
-            let connection = RedisConnection(configuration: node, logger: logger)
+            let connection = RedisConnection(connector: connector.node(endpoint), logger: logger)
             state.nodes[endpoint] = connection
             return (connection, state.isClosed)
         }
