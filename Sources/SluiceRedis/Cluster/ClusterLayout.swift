@@ -1,11 +1,18 @@
 /// Which master serves which hash slot, as a cluster node reports it.
 struct ClusterLayout: Sendable {
     /// The master of each of the 16 384 slots (`nil`: uncovered).
-    var owners: [RedisConfiguration.Endpoint?] = Array(repeating: nil, count: HashSlot.count)
+    private(set) var owners: [RedisConfiguration.Endpoint?] = Array(repeating: nil, count: HashSlot.count)
+    /// Every master given a slot since the layout was read (read per keyless command: no scan;
+    /// one a MOVED left without slots stays until the next refresh, and still answers).
+    private(set) var masters: Set<RedisConfiguration.Endpoint> = []
 
-    var masters: Set<RedisConfiguration.Endpoint> { Set(owners.compactMap { $0 }) }
+    var isEmpty: Bool { masters.isEmpty }
 
-    var isEmpty: Bool { owners.allSatisfy { $0 == nil } }
+    /// Gives `slot` to `master` (a MOVED patches one slot so).
+    mutating func assign(_ slot: Int, to master: RedisConfiguration.Endpoint) {
+        owners[slot] = master
+        masters.insert(master)
+    }
 
     /// From `CLUSTER SHARDS` (Redis ≥ 7): per shard `slots` (start, end pairs) and `nodes`
     /// (flat field/value lists); the master is the node whose `role` is `master` and whose
@@ -21,7 +28,7 @@ struct ClusterLayout: Sendable {
                 let port = (tls ? master["tls-port"]?.int : nil) ?? master["port"]?.int
             else { continue }
             for pair in stride(from: 0, to: ranges.count - 1, by: 2) where ranges[pair] <= ranges[pair + 1] && ranges[pair + 1] < HashSlot.count {
-                for slot in ranges[pair]...ranges[pair + 1] { layout.owners[slot] = .tcp(host: host, port: port) }
+                for slot in ranges[pair]...ranges[pair + 1] { layout.assign(slot, to: .tcp(host: host, port: port)) }
             }
         }
         return layout
@@ -35,7 +42,7 @@ struct ClusterLayout: Sendable {
             guard let parts = range.array, parts.count >= 3, let start = parts[0].int, let end = parts[1].int, start <= end, end < HashSlot.count,
                 let master = parts[2].array, master.count >= 2, let host = master[0].string, let port = master[1].int
             else { continue }
-            for slot in start...end { layout.owners[slot] = .tcp(host: host, port: port) }
+            for slot in start...end { layout.assign(slot, to: .tcp(host: host, port: port)) }
         }
         return layout
     }

@@ -48,8 +48,10 @@ final class ClusterRouter: Sendable {
         let deadline = ContinuousClock.now + configuration.commandTimeout
         let slot = try Self.slot(of: command)
         // A layout that is merely old still routes: only a missing one makes a failed refresh fatal.
-        if needsRefresh {
-            if hasLayout { try? await refresh(force: false) } else { try await refresh(force: false) }
+        switch layoutAge {
+        case .none: try await refresh(force: false)
+        case .old: try? await refresh(force: false)
+        case .fresh: break
         }
         var target = try await owner(of: slot)
         var asking = false
@@ -66,7 +68,7 @@ final class ClusterRouter: Sendable {
                         askCount.add(1, ordering: .relaxed)
                     } else {
                         movedCount.add(1, ordering: .relaxed)
-                        state.withLock { $0.layout.owners[redirect.slot] = to }
+                        state.withLock { $0.layout.assign(redirect.slot, to: to) }
                         Task { try? await self.refresh(force: false) }
                     }
                     target = to
@@ -95,7 +97,7 @@ final class ClusterRouter: Sendable {
 
     /// Every master, for `PING` and script loading.
     func masters() async throws(RedisError) -> [RedisConnection] {
-        if needsRefresh { try await refresh(force: false) }
+        if layoutAge != .fresh { try await refresh(force: false) }
         let endpoints = state.withLock { $0.layout.masters }
         return endpoints.sorted { $0.description < $1.description }.map(connection(to:))
     }
@@ -110,11 +112,14 @@ final class ClusterRouter: Sendable {
 
     // MARK: - Layout
 
-    private var hasLayout: Bool { state.withLock { !$0.layout.isEmpty } }
+    private enum LayoutAge { case none, old, fresh }
 
-    private var needsRefresh: Bool {
+    /// `refreshedAt` is set only with a layout that serves slots: checked on every command, so
+    /// it never scans the 16 384 slots.
+    private var layoutAge: LayoutAge {
         state.withLock { state in
-            state.layout.isEmpty || state.refreshedAt.map { ContinuousClock.now - $0 > .seconds(10) } ?? true
+            guard let at = state.refreshedAt else { return .none }
+            return ContinuousClock.now - at > .seconds(10) ? .old : .fresh
         }
     }
 
@@ -123,7 +128,7 @@ final class ClusterRouter: Sendable {
     func refresh(force: Bool) async throws(RedisError) {
         let task: Task<Result<Void, RedisError>, Never>? = state.withLock { state in
             if let running = state.refreshing { return running }
-            if !force, !state.layout.isEmpty, let at = state.refreshedAt, ContinuousClock.now - at < .milliseconds(100) { return nil }
+            if !force, let at = state.refreshedAt, ContinuousClock.now - at < .milliseconds(100) { return nil }
             let task = Task { await self.fetchLayout() }
             state.refreshing = task
             return task
