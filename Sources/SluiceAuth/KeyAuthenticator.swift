@@ -19,6 +19,8 @@ public final class KeyAuthenticator: Sendable {
     public let cacheCapacity: Int
     private let bootstrapAdmin: KeyRecord?
     private let cache = Mutex(Caches())
+    /// The ids that exist, for throttled addresses (see ``authenticate(_:at:knownIDsOnly:)``).
+    public let knownIDs: KnownKeyIDs
 
     /// Found records and misses, apart, so that floods of made-up ids never evict real keys.
     private struct Caches {
@@ -37,6 +39,7 @@ public final class KeyAuthenticator: Sendable {
         self.store = store
         self.cacheLifetime = cacheLifetime
         self.cacheCapacity = cacheCapacity
+        self.knownIDs = KnownKeyIDs(store: store)
         self.bootstrapAdmin = bootstrapAdminKey.map { key in
             KeyRecord(
                 id: key.id, name: "bootstrap admin (SLUICE_ADMIN_KEY)", scopes: [.admin],
@@ -46,14 +49,20 @@ public final class KeyAuthenticator: Sendable {
     }
 
     /// The record of the presented key.
-    public func authenticate(_ presented: String?, at now: Date = Date()) async throws(AuthenticationError) -> KeyRecord {
+    ///
+    /// With `knownIDsOnly` (for addresses already throttled for failed authentication, whose
+    /// made-up keys must cost no Redis call), an id that is neither cached nor in the set of
+    /// existing ids (``knownIDs``) is refused as ``AuthenticationError/invalid`` without a lookup.
+    /// Such an address can then tell an existing id from a made-up one by timing; an id alone
+    /// opens nothing, and the address is already throttled.
+    public func authenticate(_ presented: String?, at now: Date = Date(), knownIDsOnly: Bool = false) async throws(AuthenticationError) -> KeyRecord {
         guard let presented, !presented.isEmpty else { throw .missing }
         guard let key = APIKey(presented) else { throw .invalid }
         if let bootstrapAdmin, key.id == bootstrapAdmin.id {
             guard bootstrapAdmin.accepts(key, at: now) else { throw .invalid }
             return bootstrapAdmin
         }
-        guard let record = try await record(for: key.id) else {
+        guard let record = try await record(for: key.id, knownIDsOnly: knownIDsOnly) else {
             // The same hash a known id costs (see the type's comment).
             _ = Self.unknown.accepts(key, at: now)
             throw .invalid
@@ -71,19 +80,21 @@ public final class KeyAuthenticator: Sendable {
 
     /// Forgets what is cached of `id` (after a change announced by another replica).
     public func invalidate(_ id: String) {
+        knownIDs.insert(id)  // perhaps just created
         cache.withLock { caches in
             caches.found[id] = nil
             caches.missing[id] = nil
         }
     }
 
-    private func record(for id: String) async throws(AuthenticationError) -> KeyRecord? {
+    private func record(for id: String, knownIDsOnly: Bool) async throws(AuthenticationError) -> KeyRecord? {
         let now = ContinuousClock.now
         // Both caches are read whatever the first holds, so a hit costs the same either way.
         let (hit, miss) = cache.withLock { ($0.found[id], $0.missing[id]) }
         if let cached = hit ?? miss, now - cached.fetched < cacheLifetime {
             return cached.record
         }
+        if knownIDsOnly, await !knownIDs.contains(id) { return nil }
         let record: KeyRecord?
         do {
             record = try await store.get(id)

@@ -52,9 +52,14 @@ public struct KeyStore: Sendable {
         return (try? encoder.encode(record)) ?? Data()
     }()
 
+    /// The ids of every stored key.
+    public func ids() async throws(KeyStoreError) -> [String] {
+        try await run(RedisCommand("SMEMBERS", "sluice:keys")).array?.compactMap(\.string) ?? []
+    }
+
     /// All records, by id.
     public func list() async throws(KeyStoreError) -> [KeyRecord] {
-        let ids = try await run(RedisCommand("SMEMBERS", "sluice:keys")).array?.compactMap(\.string) ?? []
+        let ids = try await ids()
         var records: [KeyRecord] = []
         for id in ids.sorted() {
             if let record = try await get(id) { records.append(record) }

@@ -11,6 +11,19 @@ public struct Decision: Sendable, Equatable {
         public var retryAfter: Duration?
         /// Until this policy is back at full burst.
         public var resetAfter: Duration
+        /// The policy's theoretical arrival time after the check, µs on Redis' clock: from a
+        /// Redis reply exact, and a lower bound from then on (see ``LocalDenial``).
+        public var tat: Int64 = 0
+    }
+
+    /// Who decided.
+    public enum Origin: Sendable, Equatable {
+        /// Redis, by running `gcra.lua`.
+        case redis
+        /// The replica, from what earlier replies prove (``LocalDenial``): always a denial.
+        case localDenial
+        /// The replica's own limiter while Redis is unreachable (degraded mode).
+        case degraded
     }
 
     /// True when the request was admitted and charged to every policy.
@@ -31,6 +44,8 @@ public struct Decision: Sendable, Equatable {
     /// The Redis time of the decision, in microseconds since the Unix epoch. `decidedAt + delay`
     /// is the request's slot on Redis' clock, the one clock every replica and worker shares.
     public var decidedAt: Int64 = 0
+    /// Redis decided, or the replica did (a proven denial, or degraded mode).
+    public var origin: Origin = .redis
 
     /// The slot of the admitted (or reserved) request: microseconds since the epoch, Redis clock.
     public var slotTime: Int64 { decidedAt + delay.microseconds }

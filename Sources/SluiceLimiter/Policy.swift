@@ -33,13 +33,18 @@ public struct Policy: Sendable, Hashable, Codable {
         if period < .microseconds(1) || period > .seconds(1_000_000_000) { return "period must be between 1 µs and 10^9 s" }
         // gcra.lua keeps every offset below 2^51 µs, so that Redis' clock plus any of them stays
         // exact in a Lua double: a burst of bursts × the emission interval must fit.
-        let periodMicroseconds = period.components.seconds * 1_000_000 + period.components.attoseconds / 1_000_000_000_000
-        let interval = (periodMicroseconds + Int64(rate) - 1) / Int64(rate)
+        let interval = emissionIntervalMicroseconds
         let (offset, overflow) = interval.multipliedReportingOverflow(by: Int64(burst))
         if rate >= Self.maximumOffset || burst >= Self.maximumOffset || overflow || offset >= Self.maximumOffset {
             return "burst × period ÷ rate must stay below 2^51 µs (about 71 years), and rate and burst below 2^51"
         }
         return nil
+    }
+
+    /// The time one request costs, in whole µs, rounded up exactly as `gcra.lua` rounds it.
+    public var emissionIntervalMicroseconds: Int64 {
+        let periodMicroseconds = period.microseconds
+        return (periodMicroseconds + Int64(rate) - 1) / Int64(rate)
     }
 
     /// The limiter's bound on any offset in µs (see `lua/gcra.lua`).

@@ -14,10 +14,13 @@ public struct RateLimiter: Sendable {
 
     public let client: RedisClient
     public let namespace: String
+    /// When set, requests that earlier replies prove Redis would deny are denied without a call.
+    public let localDenial: LocalDenial?
 
-    public init(client: RedisClient, namespace: String = "sluice:rl") {
+    public init(client: RedisClient, namespace: String = "sluice:rl", localDenial: LocalDenial? = nil) {
         self.client = client
         self.namespace = namespace
+        self.localDenial = localDenial
     }
 
     /// Checks `cost` requests for `key` against every policy; admits and charges all of them, or none.
@@ -28,6 +31,23 @@ public struct RateLimiter: Sendable {
     public func check(key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero) async throws(RateLimitError) -> Decision {
         try validate(key: key, policies: policies, cost: cost)
         guard horizon >= .zero else { throw .invalidArguments("horizon must be >= 0") }
+        var leading = false
+        if let localDenial {
+            // At most a few rounds: each wait ends with a reply that moved the bounds.
+            decide: for round in 0..<3 {
+                switch localDenial.path(key: key, policies: policies, cost: cost, horizon: horizon, epoch: client.redirects.moved) {
+                case .denied(let decision): return decision
+                case .call(let isLeading):
+                    leading = isLeading
+                    break decide
+                case .wait:
+                    if round == 2 { break decide }
+                    await localDenial.waitForCall(key)
+                }
+            }
+        }
+        defer { if leading { localDenial?.finish(key) } }
+        let sentAt = ContinuousClock.now
         let keys = policies.map { redisKey(for: key, policy: $0) }
         var arguments = policies.flatMap { [String($0.burst), String($0.rate), $0.periodArgument, String(cost)] }
         if horizon > .zero { arguments.append(Policy.secondsArgument(horizon)) }
@@ -37,12 +57,21 @@ public struct RateLimiter: Sendable {
         } catch {
             throw .redis(error)
         }
-        return try Self.decode(reply, policies: policies, cost: cost)
+        let decision = try Self.decode(reply, policies: policies, cost: cost)
+        localDenial?.record(key: key, decision: decision, sentAt: sentAt, epoch: client.redirects.moved)
+        return decision
+    }
+
+    /// The denial Redis would certainly answer for this check, proven from earlier replies
+    /// without a call (``LocalDenial``); `nil` when only Redis can decide.
+    public func provenDenial(key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero) -> Decision? {
+        localDenial?.denial(key: key, policies: policies, cost: cost, horizon: horizon, epoch: client.redirects.moved)
     }
 
     /// Forgets the state of `key` for these policies (back to full burst).
     public func reset(key: String, policies: [Policy]) async throws(RateLimitError) {
         try validate(key: key, policies: policies, cost: 0)
+        localDenial?.invalidate(key)
         do {
             _ = try await client.send(RedisCommand("DEL", policies.map { redisKey(for: key, policy: $0) }))
         } catch {
@@ -81,10 +110,14 @@ public struct RateLimiter: Sendable {
         else {
             throw .redis(.unexpectedReply("gcra answered \(reply)"))
         }
+        let tail = 5 + 3 * policies.count
+        let decidedAt = fields.count > tail + 1 ? fields[tail + 1].int.map(Int64.init) ?? 0 : 0
         var states: [Decision.PolicyState] = []
         for (index, policy) in policies.enumerated() {
             let base = 5 + 3 * index
-            guard let remaining = fields[base].int, let retry = fields[base + 1].double, let reset = fields[base + 2].double else {
+            guard let remaining = fields[base].int, let retry = fields[base + 1].double,
+                let resetText = fields[base + 2].string, let reset = Double(resetText)
+            else {
                 throw .redis(.unexpectedReply("gcra answered \(reply)"))
             }
             states.append(
@@ -92,16 +125,16 @@ public struct RateLimiter: Sendable {
                     policy: policy,
                     remaining: remaining,
                     retryAfter: retry < 0 ? nil : .seconds(retry),
-                    resetAfter: .seconds(reset)
+                    resetAfter: .seconds(reset),
+                    // Parsed from the digits, not the Double: a TAT one µs high would not be a bound.
+                    tat: decidedAt + (Self.microseconds(resetText) ?? 0)
                 )
             )
         }
         let policy = policies[decisive - 1]
         // A cost of 0 is never "admitted" by the script (allowed = cost = 0) but is not a denial.
         let isAllowed = cost == 0 ? retryAfter < 0 : allowed > 0
-        let tail = 5 + 3 * policies.count
         let delay = fields.count > tail ? fields[tail].double ?? 0 : 0
-        let decidedAt = fields.count > tail + 1 ? fields[tail + 1].int.map(Int64.init) ?? 0 : 0
         return Decision(
             isAllowed: isAllowed,
             policy: policy,
@@ -112,5 +145,14 @@ public struct RateLimiter: Sendable {
             delay: .microseconds(Int64((delay * 1_000_000).rounded())),
             decidedAt: decidedAt
         )
+    }
+
+    /// Exact µs of a non-negative `"%.6f"` seconds string of the script; `nil` for anything else.
+    static func microseconds(_ text: String) -> Int64? {
+        let parts = text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard parts.count == 2, let whole = Int64(Substring(parts[0])), whole >= 0, parts[1].count == 6,
+            let fraction = Int64(Substring(parts[1])), fraction >= 0
+        else { return nil }
+        return whole * 1_000_000 + fraction
     }
 }

@@ -22,15 +22,25 @@ struct AccessControl: Sendable {
     /// when keys cannot be checked).
     func authenticate(_ request: Request, context: SluiceRequestContext) async throws -> KeyRecord {
         let presented = Self.presentedKey(request.headers)
+        let client = "client-\(clientAddress(request, context: context))"
+        // An address the failed-authentication limiter is provably refusing gets no lookup of
+        // an id that does not exist: its made-up keys cost no Redis call (neither a lookup nor
+        // the limiter), while real keys from the same address (behind one NAT) still work.
+        let throttled = limiter.provenDenial(key: client, policies: [failedAuthPolicy])
         do {
-            return try await authenticator.authenticate(presented)
+            return try await authenticator.authenticate(presented, knownIDsOnly: throttled != nil)
         } catch {
             if case .unavailable(let cause) = error {
                 throw Problem.storeFailure("key store", cause: cause, metrics: metrics, logger: context.logger)
             }
             metrics.authFailures.increment()
-            let client = clientAddress(request, context: context)
-            let decision = try await decide(key: "client-\(client)", policies: [failedAuthPolicy], cost: 1, logger: context.logger)
+            let decision: Decision
+            if let throttled {
+                metrics.recordDecision(throttled, duration: .zero)
+                decision = throttled
+            } else {
+                decision = try await decide(key: client, policies: [failedAuthPolicy], cost: 1, logger: context.logger)
+            }
             if !decision.isAllowed {
                 throw rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
             }

@@ -31,6 +31,9 @@ public struct ServiceConfiguration: Sendable {
     /// Failed authentications per client address (`--auth-failure-rate` per minute,
     /// `--auth-failure-burst`), so that guessing keys is throttled; the name `auth` is reserved.
     public var failedAuthPolicy = Self.failedAuthPolicy(perMinute: 30, burst: 10)
+    /// Limiter keys whose TAT bounds are kept for local denial (`--local-deny-entries`, LRU);
+    /// 0 turns local denial off.
+    public var localDenyEntries = 100_000
 
     public static func failedAuthPolicy(perMinute: Int, burst: Int) -> Policy {
         Policy(name: "auth", rate: perMinute, period: .seconds(60), burst: burst)

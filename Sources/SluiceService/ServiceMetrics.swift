@@ -22,6 +22,8 @@ final class ServiceMetrics: Sendable {
     private let denied: Counter
     /// Request counters by "route status", so the hot path skips the registry's lookup.
     private let requestCounters = Mutex<[String: Counter]>([:])
+    /// Local denials by policy name (``LocalDenial``).
+    private let localDenials = Mutex<[String: Counter]>([:])
 
     init(redis: RedisClient? = nil) {
         let process = ProcessMetrics(role: "replica", redis: redis)
@@ -52,7 +54,22 @@ final class ServiceMetrics: Sendable {
 
     func recordDecision(_ decision: Decision, duration: Duration) {
         (decision.isAllowed ? allowed : denied).increment()
+        guard decision.origin == .redis else {
+            if decision.origin == .localDenial { localDenialCounter(policy: decision.policy.name).increment() }
+            return
+        }
         decisionLatency.record(duration)
+    }
+
+    private func localDenialCounter(policy: String) -> Counter {
+        localDenials.withLock { counters in
+            if let counter = counters[policy] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: Self.name("limiter", "local_denials", "total", "Requests over the limit denied by the replica alone, from what Redis' earlier replies prove."),
+                labels: [("policy", policy)])
+            counters[policy] = counter
+            return counter
+        }
     }
 
     func deferred(held isHeld: Bool) {

@@ -29,7 +29,8 @@ public struct SluiceServer: Sendable {
         self.keys = KeyStore(client: redis)
         self.access = AccessControl(
             authenticator: KeyAuthenticator(store: keys, bootstrapAdminKey: configuration.adminKey, cacheLifetime: configuration.keyCacheLifetime),
-            limiter: RateLimiter(client: redis),
+            limiter: RateLimiter(
+                client: redis, localDenial: configuration.localDenyEntries > 0 ? LocalDenial(capacity: configuration.localDenyEntries) : nil),
             trustedProxies: configuration.trustedProxies,
             metrics: metrics,
             failedAuthPolicy: configuration.failedAuthPolicy
@@ -59,15 +60,21 @@ public struct SluiceServer: Sendable {
         // Key changes and model activations reach this replica at once; the cache lifetime and
         // the model poll are the fallback if a message is lost.
         let authenticator = access.authenticator
+        let localDenial = access.limiter.localDenial
         let models = self.models
         let subscriber = RedisSubscriber(
             configuration: configuration.redis,
             channels: [KeyStore.invalidationChannel, ModelRegistry.activationChannel],
             logger: logger,
-            onReconnect: { authenticator.invalidateAll() },
+            onReconnect: {
+                authenticator.invalidateAll()
+                localDenial?.invalidateAll()
+            },
             onMessage: { channel, message in
                 if channel == KeyStore.invalidationChannel {
-                    authenticator.invalidate(String(decoding: message, as: UTF8.self))
+                    let id = String(decoding: message, as: UTF8.self)
+                    authenticator.invalidate(id)
+                    localDenial?.invalidate(id)
                 } else {
                     Task { await models.refresh() }
                 }

@@ -57,6 +57,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Failed authentications per client address at once before the per-minute rate applies (default 10). Env: SLUICE_AUTH_FAILURE_BURST.")
     var authFailureBurst: Int?
 
+    @Option(help: "Limiter keys whose state bounds each replica keeps to deny provably-over-limit requests without a Redis call (LRU; default 100000, 0 turns it off). Env: SLUICE_LOCAL_DENY_ENTRIES.")
+    var localDenyEntries: Int?
+
     @Option(help: "trace, debug, info (one access-log line per request), notice, warning, error. Env: SLUICE_LOG_LEVEL.")
     var logLevel: String?
 
@@ -94,6 +97,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.failedAuthPolicy = ServiceConfiguration.failedAuthPolicy(
                 perMinute: try positive(authFailureRate, "SLUICE_AUTH_FAILURE_RATE", environment) ?? 30,
                 burst: try positive(authFailureBurst, "SLUICE_AUTH_FAILURE_BURST", environment) ?? 10)
+            configuration.localDenyEntries = try count(localDenyEntries, "SLUICE_LOCAL_DENY_ENTRIES", environment, maximum: 10_000_000) ?? 100_000
         } catch {
             // Refuse to start unsafely; the message names the variable, never its value.
             logger.critical("refusing to start: \(error)")
@@ -121,5 +125,15 @@ private func positive(_ flag: Int?, _ variable: String, _ environment: [String: 
         return value
     }) else { return nil }
     guard value > 0 else { throw ValidationError("\(variable) must be positive, not \(value)") }
+    return value
+}
+
+/// A count that may be 0: the flag, else the environment variable; within 0...maximum or a clear error.
+private func count(_ flag: Int?, _ variable: String, _ environment: [String: String], maximum: Int) throws -> Int? {
+    guard let value = try flag ?? environment[variable].map({ text throws -> Int in
+        guard let value = Int(text) else { throw ValidationError("\(variable) must be a whole number, not \"\(text)\"") }
+        return value
+    }) else { return nil }
+    guard (0...maximum).contains(value) else { throw ValidationError("\(variable) must be from 0 to \(maximum), not \(value)") }
     return value
 }
