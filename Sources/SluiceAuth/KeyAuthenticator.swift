@@ -73,6 +73,22 @@ public final class KeyAuthenticator: Sendable {
         return record
     }
 
+    /// The record of the presented key from the cache alone, however old, when the key is served
+    /// while Redis is unreachable (``KeyRecord/servedWhenRedisFails``); nil otherwise. Degraded
+    /// mode cannot learn of a change made meanwhile, so it serves what this replica last knew.
+    public func lastKnownRecord(_ presented: String?, at now: Date = Date()) -> KeyRecord? {
+        guard let presented, let key = APIKey(presented) else { return nil }
+        guard let record = cache.withLock({ $0.found[key.id]?.record }), record.servedWhenRedisFails,
+            record.accepts(key, at: now), !record.isExpired(at: now)
+        else { return nil }
+        return record
+    }
+
+    /// True when this replica knows a key it would serve while Redis is unreachable.
+    public var knowsKeysServedWhenRedisFails: Bool {
+        cache.withLock { $0.found.values.contains { $0.record?.servedWhenRedisFails == true } }
+    }
+
     /// Forgets every cached record (after messages may have been missed).
     public func invalidateAll() {
         cache.withLock { $0 = Caches() }

@@ -17,6 +17,15 @@ public struct KeyRecord: Sendable, Codable, Equatable {
         case queue
     }
 
+    /// What the key's requests get while Redis is unreachable (`on_redis_failure`).
+    public enum RedisFailureMode: String, Sendable, Codable {
+        /// `503 Service Unavailable`, as for every key by default (fail-secure).
+        case closed
+        /// Served by the replica's own limiter at its share of the key's limits (degraded
+        /// mode); only for keys whose only scope is `predict`.
+        case local
+    }
+
     /// One accepted secret, as its hash; a rotated-out secret keeps working until `validUntil`.
     public struct StoredSecret: Sendable, Codable, Equatable {
         public var hash: KeyHash
@@ -47,6 +56,8 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public var maxDepth: Int?
     /// `output`: how much of each prediction the key receives (default: full probabilities).
     public var output: PredictionOutput?
+    /// `on_redis_failure` (default `closed`).
+    public var onRedisFailure: RedisFailureMode?
     public var expiresAt: Date?
     public var createdAt: Date
     public var secrets: [StoredSecret]
@@ -79,6 +90,13 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public var effectiveMaxDepth: Int { maxDepth ?? Self.defaultMaxDepth }
     /// How much of each prediction the key receives: ``output`` or full probabilities.
     public var effectiveOutput: PredictionOutput { output ?? .probabilities }
+
+    /// True when the key is served by the replica's own limiter while Redis is unreachable:
+    /// `on_redis_failure` is `local` and its only scope is `predict` (train, admin and the rest
+    /// are always fail-secure).
+    public var servedWhenRedisFails: Bool {
+        onRedisFailure == .local && scopes == [.predict]
+    }
 
     /// How far ahead a request over the limit may be reserved instead of refused: zero for
     /// `reject`, `max_delay` for `delay`, `max_queue_delay` for `queue`.
@@ -118,6 +136,7 @@ public struct KeyRecord: Sendable, Codable, Equatable {
         case maxDelay = "max_delay"
         case maxQueueDelay = "max_queue_delay"
         case maxDepth = "max_depth"
+        case onRedisFailure = "on_redis_failure"
         case expiresAt = "expires_at"
         case createdAt = "created_at"
     }

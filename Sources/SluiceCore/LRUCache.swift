@@ -69,6 +69,14 @@ public struct LRUCache<Key: Hashable, Value> {
         nodes.removeLast()
     }
 
+    /// Removes and returns the least recently used entry.
+    public mutating func popOldest() -> (Key, Value)? {
+        guard oldest >= 0 else { return nil }
+        let node = nodes[oldest]
+        remove(node.key)
+        return (node.key, node.value)
+    }
+
     public mutating func removeAll() {
         index.removeAll()
         nodes.removeAll()

@@ -17,11 +17,21 @@ struct AccessControl: Sendable {
     /// Failed authentication is limited per client address, so that guessing keys is throttled
     /// (``ServiceConfiguration/failedAuthPolicy``).
     let failedAuthPolicy: Policy
+    /// Open while Redis keeps failing: then nothing waits for Redis, and only keys served when
+    /// Redis fails (`on_redis_failure: local`) are served, by ``degraded``.
+    let breaker: CircuitBreaker
+    let degraded: DegradedLimiter
+    let heartbeat: ReplicaHeartbeat
 
     /// The key's record; failures are `401` (or `429` for a client that keeps failing, `503`
     /// when keys cannot be checked).
     func authenticate(_ request: Request, context: SluiceRequestContext) async throws -> KeyRecord {
         let presented = Self.presentedKey(request.headers)
+        if breaker.isOpen {
+            // Degraded mode: no Redis call; a key this replica knows and may serve, or 503.
+            if let record = authenticator.lastKnownRecord(presented) { return record }
+            throw Problem.unavailable("Redis is unreachable; only keys with \"on_redis_failure\": \"local\" are served.")
+        }
         let client = "client-\(clientAddress(request, context: context))"
         // An address the failed-authentication limiter is provably refusing gets no lookup of
         // an id that does not exist: its made-up keys cost no Redis call (neither a lookup nor
@@ -31,6 +41,8 @@ struct AccessControl: Sendable {
             return try await authenticator.authenticate(presented, knownIDsOnly: throttled != nil)
         } catch {
             if case .unavailable(let cause) = error {
+                if cause.redisCause?.isUnavailable == true { breaker.recordFailure() }
+                if let record = authenticator.lastKnownRecord(presented) { return record }
                 throw Problem.storeFailure("key store", cause: cause, metrics: metrics, logger: context.logger)
             }
             metrics.authFailures.increment()
@@ -64,7 +76,16 @@ struct AccessControl: Sendable {
     /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when
     /// one comes within `horizon`; a denial is a `429` with `Retry-After`.
     func admit(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration, logger: Logger) async throws -> Decision {
-        let decision = try await decide(key: record.id, policies: policies, cost: cost, horizon: horizon, logger: logger)
+        let decision: Decision
+        if breaker.isOpen {
+            decision = try decideLocally(record, policies: policies, cost: cost, horizon: horizon)
+        } else {
+            do {
+                decision = try await decide(key: record.id, policies: policies, cost: cost, horizon: horizon, logger: logger)
+            } catch let problem as Problem where problem.status == .serviceUnavailable && record.servedWhenRedisFails {
+                decision = try decideLocally(record, policies: policies, cost: cost, horizon: horizon)
+            }
+        }
         guard decision.isAllowed else {
             if decision.retryAfter == nil {
                 var problem = Problem.invalid(
@@ -78,13 +99,33 @@ struct AccessControl: Sendable {
         return decision
     }
 
+    /// Degraded mode: the replica's own limiter at its share of the key's limits. `queue` keys
+    /// cannot queue (the queue lives in Redis): what would be queued is a `503`.
+    private func decideLocally(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration) throws -> Decision {
+        guard record.servedWhenRedisFails else {
+            throw Problem.unavailable("Redis is unreachable; only keys with \"on_redis_failure\": \"local\" are served.")
+        }
+        let queues = record.overflow == .queue
+        let decision = degraded.check(
+            key: record.id, policies: policies, cost: cost, horizon: queues ? .zero : horizon, replicas: heartbeat.liveReplicas)
+        metrics.recordDecision(decision, duration: .zero)
+        if queues, !decision.isAllowed, decision.retryAfter != nil {
+            var problem = Problem.unavailable("Redis is unreachable: requests over this key's limit cannot be queued now.")
+            problem.headers = Self.headers(for: decision)
+            throw problem
+        }
+        return decision
+    }
+
     private func decide(key: String, policies: [Policy], cost: Int, horizon: Duration = .zero, logger: Logger) async throws -> Decision {
         let started = ContinuousClock.now
         do {
             let decision = try await limiter.check(key: key, policies: policies, cost: cost, horizon: horizon)
+            if decision.origin == .redis { breaker.recordSuccess() }
             metrics.recordDecision(decision, duration: ContinuousClock.now - started)
             return decision
         } catch {
+            if case .redis(let cause) = error, cause.isUnavailable { breaker.recordFailure() }
             // Fail-secure: nothing is served without a limiter decision.
             throw Problem.storeFailure("rate limiter", cause: error, metrics: metrics, logger: logger)
         }
@@ -111,6 +152,7 @@ struct AccessControl: Sendable {
         fields[.rateLimit] = decision.states.map { state in
             "\"\(state.policy.name)\";r=\(state.remaining);t=\(wholeSeconds(state.resetAfter, minimum: 0))"
         }.joined(separator: ", ")
+        if decision.origin == .degraded { fields[.sluiceDegraded] = "local" }
         if slot, decision.isAllowed, decision.decidedAt > 0 {
             // The admitted request's slot on the limiter's clock (Redis' TIME), to the µs: lets a
             // load test check admissions against the policy exactly, whatever the network jitter.

@@ -18,4 +18,6 @@ extension HTTPField.Name {
     static let sluiceDelay = Self("Sluice-Delay")!
     /// The admitted request's slot on the limiter's clock.
     static let sluiceSlot = Self("Sluice-Slot")!
+    /// `local` on answers decided by the replica alone while Redis is unreachable (degraded mode).
+    static let sluiceDegraded = Self("Sluice-Degraded")!
 }

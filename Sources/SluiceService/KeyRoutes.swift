@@ -20,6 +20,7 @@ extension SluiceServer {
                 record.maxQueueDelay = spec.max_queue_delay
                 record.maxDepth = spec.max_depth
                 record.output = spec.output
+                record.onRedisFailure = spec.on_redis_failure
                 guard try await storeCall({ try await keys.create(record) }) else { throw Problem.conflict("Key id collision; retry.") }
                 return try Response.json(KeyView(record, key: key), status: .created)
             }
@@ -97,6 +98,7 @@ struct KeySpec: Decodable {
     var max_queue_delay: Double?
     var max_depth: Int?
     var output: PredictionOutput?
+    var on_redis_failure: KeyRecord.RedisFailureMode?
     var expires_at: Date?
 
     /// Control characters (NUL, BEL, …) and bidirectional overrides (U+202E turns `txt.exe` into
@@ -112,7 +114,7 @@ struct KeySpec: Decodable {
     /// The fields `POST /v1/keys` takes; anything else is refused.
     static let shape = BodyShape.object([
         "name": .value, "scopes": .value, "quota_per_day": .integer, "overflow": .value, "max_delay": .value,
-        "max_queue_delay": .value, "max_depth": .integer, "output": .value, "expires_at": .value,
+        "max_queue_delay": .value, "max_depth": .integer, "output": .value, "expires_at": .value, "on_redis_failure": .value,
         "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer])),
     ])
 
@@ -151,6 +153,9 @@ struct KeySpec: Decodable {
             if overflow == .reject { errors.append(.init(pointer: "/max_depth", detail: "only with \"overflow\": \"queue\" or \"delay\"")) }
             if !(1...1_000_000).contains(depth) { errors.append(.init(pointer: "/max_depth", detail: "between 1 and 1000000")) }
         }
+        if spec.on_redis_failure == .local, Set(spec.scopes) != [.predict] {
+            errors.append(.init(pointer: "/on_redis_failure", detail: "\"local\" only for keys whose only scope is \"predict\"; others fail closed"))
+        }
         if let expiry = spec.expires_at, expiry <= Date() { errors.append(.init(pointer: "/expires_at", detail: "must be in the future")) }
         guard errors.isEmpty else { throw Problem.invalid(errors) }
         return spec
@@ -184,6 +189,7 @@ struct KeyView: Encodable {
     var max_queue_delay: Double?
     var max_depth: Int?
     var output: PredictionOutput
+    var on_redis_failure: KeyRecord.RedisFailureMode
     var expires_at: Date?
     var created_at: Date
     var key: String?
@@ -201,6 +207,7 @@ struct KeyView: Encodable {
         case .queue: (max_queue_delay, max_depth) = (record.effectiveMaxQueueDelay, record.effectiveMaxDepth)
         }
         output = record.effectiveOutput
+        on_redis_failure = record.onRedisFailure ?? .closed
         expires_at = record.expiresAt
         created_at = record.createdAt
         self.key = key?.revealed

@@ -18,6 +18,8 @@ final class ServiceMetrics: Sendable {
     private let decisionLatency: DurationHistogram
     private let allowed: Counter
     private let held: Counter
+    private let modeRedis: Gauge
+    private let modeLocal: Gauge
     private let queued: Counter
     private let denied: Counter
     /// Request counters by "route status", so the hot path skips the registry's lookup.
@@ -43,6 +45,11 @@ final class ServiceMetrics: Sendable {
         let decisions = Self.name("limiter", "decisions", "total", "Rate-limit decisions.")
         allowed = registry.makeCounter(descriptor: decisions, labels: [("decision", "allowed")])
         denied = registry.makeCounter(descriptor: decisions, labels: [("decision", "denied")])
+        let mode = Self.name("limiter", "mode", "", "1 for the mode this replica decides limits in: redis, or local (degraded: Redis unreachable).")
+        modeRedis = registry.makeGauge(descriptor: mode, labels: [("mode", "redis")])
+        modeLocal = registry.makeGauge(descriptor: mode, labels: [("mode", "local")])
+        modeRedis.set(Int64(1))
+        modeLocal.set(Int64(0))
         let deferred = Self.name("deferral", "requests", "total", "Requests over the limit served later: held until their slot, or queued.")
         held = registry.makeCounter(descriptor: deferred, labels: [("mode", "held")])
         queued = registry.makeCounter(descriptor: deferred, labels: [("mode", "queued")])
@@ -70,6 +77,13 @@ final class ServiceMetrics: Sendable {
             counters[policy] = counter
             return counter
         }
+    }
+
+    enum LimiterMode { case redis, local }
+
+    func setLimiterMode(_ mode: LimiterMode) {
+        modeRedis.set(Int64(mode == .redis ? 1 : 0))
+        modeLocal.set(Int64(mode == .local ? 1 : 0))
     }
 
     func deferred(held isHeld: Bool) {

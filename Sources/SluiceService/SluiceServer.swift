@@ -27,13 +27,20 @@ public struct SluiceServer: Sendable {
         self.redis = RedisClient(configuration: configuration.redis, logger: logger)
         self.metrics = ServiceMetrics(redis: redis)
         self.keys = KeyStore(client: redis)
+        let metrics = self.metrics
         self.access = AccessControl(
             authenticator: KeyAuthenticator(store: keys, bootstrapAdminKey: configuration.adminKey, cacheLifetime: configuration.keyCacheLifetime),
             limiter: RateLimiter(
                 client: redis, localDenial: configuration.localDenyEntries > 0 ? LocalDenial(capacity: configuration.localDenyEntries) : nil),
             trustedProxies: configuration.trustedProxies,
             metrics: metrics,
-            failedAuthPolicy: configuration.failedAuthPolicy
+            failedAuthPolicy: configuration.failedAuthPolicy,
+            breaker: CircuitBreaker { state in
+                metrics.setLimiterMode(state == .open ? .local : .redis)
+                logger.warning(state == .open ? "Redis keeps failing: degraded mode (only on_redis_failure=local keys are served)" : "Redis answers again: degraded mode over")
+            },
+            degraded: DegradedLimiter(),
+            heartbeat: ReplicaHeartbeat(id: Self.replicaID)
         )
         let process = metrics.process
         self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger, onEvent: process.record)
@@ -88,17 +95,31 @@ public struct SluiceServer: Sendable {
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await self.prepareModel() }
+            group.addTask { await access.heartbeat.run(client: redis, breaker: access.breaker, logger: logger) }
+            group.addTask { await self.chargeBackAfterOutages() }
             try await app.runService()
             group.cancelAll()
+        }
+    }
+
+    /// Host, pid and a random part: names this process in Redis (model bootstrap, heartbeats).
+    static let replicaID = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt64.random(in: .min ... .max))"
+
+    /// Once Redis answers again, charges what was admitted locally meanwhile back into it.
+    private func chargeBackAfterOutages() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: ReplicaHeartbeat.interval)
+            guard !access.breaker.isOpen, access.degraded.pendingKeys > 0 else { continue }
+            let charged = await access.degraded.chargeBack(limiter: access.limiter)
+            logger.notice("charged degraded-mode admissions back into Redis", metadata: ["keys": "\(charged)"])
         }
     }
 
     /// Makes sure a model is active (training version 1 on the very first start, one replica
     /// only), then keeps the served model in step with the active version.
     private func prepareModel() async {
-        // Host and pid name the holder in Redis; the random part keeps two holders apart even if
-        // a restarted process gets the same pid.
-        let owner = "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt64.random(in: .min ... .max))"
+        // The random part of the id keeps two holders apart even if a restarted process gets the same pid.
+        let owner = Self.replicaID
         while !Task.isCancelled {
             do {
                 let model = try LogisticRegression.bootstrapModel()

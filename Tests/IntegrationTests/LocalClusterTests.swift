@@ -115,6 +115,16 @@ struct LocalClusterTests {
         let delay = try #require(keys.first { $0["overflow"] as? String == "delay" })
         #expect((delay["latency_ms"] as? [String: Double])?["p90"] ?? 0 > 500, "delay-key requests were held")
 
+        // One key at 20× its limit: most refusals come from the replicas' local denial, none of
+        // them a request Redis would have admitted (the allowance is still used).
+        let flood = try runCommand(loadTest(["--duration", "6", "--key", "flood:rate=10,burst=10,offered=200"]))
+        #expect(flood.status == 0, "loadtest exit \(flood.status)")
+        for key in try report(flood.output) {
+            #expect(key["over_admission"] as? Int == 0, "20×: \(key["windows"] ?? "")")
+            #expect((key["allowance_used"] as? Double ?? 0) >= 0.97, "20×: used \(key["allowance_used"] ?? "") of the allowance")
+            #expect(key["failures"] as? Int == 0, "20×: \(key["failure_log"] ?? "")")
+        }
+
         // Kill a replica 3 s into a second run: only requests already on it may fail.
         let second = try BackgroundCommand(loadTest(["--duration", "8"]))
         try waitUntil(timeout: 30) { second.log.contains("[  3s]") }

@@ -190,8 +190,3 @@ struct LocalDenialTests {
     }
 }
 
-/// A lock-protected value the tasks of a test share.
-final class Shared<Value: Sendable>: Sendable {
-    let value: Mutex<Value>
-    init(_ value: Value) { self.value = Mutex(value) }
-}
