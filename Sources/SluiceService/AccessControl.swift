@@ -17,8 +17,9 @@ struct AccessControl: Sendable {
     /// Failed authentication is limited per client address, so that guessing keys is throttled
     /// (``ServiceConfiguration/failedAuthPolicy``).
     let failedAuthPolicy: Policy
-    /// Open while Redis keeps failing: then nothing waits for Redis, and only keys served when
-    /// Redis fails (`on_redis_failure: local`) are served, by ``degraded``.
+    /// Open while Redis keeps failing: then keys served when Redis fails (`on_redis_failure:
+    /// local`) wait for no Redis call and are decided by ``degraded``; other keys ask Redis as
+    /// always (and get `503` when it fails).
     let breaker: CircuitBreaker
     let degraded: DegradedLimiter
     let heartbeat: ReplicaHeartbeat
@@ -27,11 +28,10 @@ struct AccessControl: Sendable {
     /// when keys cannot be checked).
     func authenticate(_ request: Request, context: SluiceRequestContext) async throws -> KeyRecord {
         let presented = Self.presentedKey(request.headers)
-        if breaker.isOpen {
-            // Degraded mode: no Redis call; a key this replica knows and may serve, or 503.
-            if let record = authenticator.lastKnownRecord(presented) { return record }
-            throw Problem.unavailable("Redis is unreachable; only keys with \"on_redis_failure\": \"local\" are served.")
-        }
+        // Degraded mode: a key served while Redis fails, known to this replica, waits for no
+        // Redis call. Every other key still asks Redis: with Redis Cluster the breaker may have
+        // opened for one failed node while the others serve their keys as usual.
+        if breaker.isOpen, let record = authenticator.lastKnownRecord(presented) { return record }
         let client = "client-\(clientAddress(request, context: context))"
         // An address the failed-authentication limiter is provably refusing gets no lookup of
         // an id that does not exist: its made-up keys cost no Redis call (neither a lookup nor
@@ -77,7 +77,7 @@ struct AccessControl: Sendable {
     /// one comes within `horizon`; a denial is a `429` with `Retry-After`.
     func admit(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration, logger: Logger) async throws -> Decision {
         let decision: Decision
-        if breaker.isOpen {
+        if breaker.isOpen, record.servedWhenRedisFails {
             decision = try decideLocally(record, policies: policies, cost: cost, horizon: horizon)
         } else {
             do {
