@@ -50,12 +50,15 @@ public final class KeyAuthenticator: Sendable {
 
     /// The record of the presented key.
     ///
-    /// With `knownIDsOnly` (for addresses already throttled for failed authentication, whose
-    /// made-up keys must cost no Redis call), an id that is neither cached nor in the set of
-    /// existing ids (``knownIDs``) is refused as ``AuthenticationError/invalid`` without a lookup.
-    /// Such an address can then tell an existing id from a made-up one by timing; an id alone
-    /// opens nothing, and the address is already throttled.
-    public func authenticate(_ presented: String?, at now: Date = Date(), knownIDsOnly: Bool = false) async throws(AuthenticationError) -> KeyRecord {
+    /// When a lookup in Redis is due, `knownIDsOnly` is asked; true (for addresses already
+    /// throttled for failed authentication, whose made-up keys must cost no Redis call) refuses
+    /// an id that is not in the set of existing ids (``knownIDs``) as
+    /// ``AuthenticationError/invalid`` without a lookup. Such an address can then tell an
+    /// existing id from a made-up one by timing; an id alone opens nothing, and the address is
+    /// already throttled.
+    public func authenticate(
+        _ presented: String?, at now: Date = Date(), knownIDsOnly: () -> Bool = { false }
+    ) async throws(AuthenticationError) -> KeyRecord {
         guard let presented, !presented.isEmpty else { throw .missing }
         guard let key = APIKey(presented) else { throw .invalid }
         if let bootstrapAdmin, key.id == bootstrapAdmin.id {
@@ -103,14 +106,14 @@ public final class KeyAuthenticator: Sendable {
         }
     }
 
-    private func record(for id: String, knownIDsOnly: Bool) async throws(AuthenticationError) -> KeyRecord? {
+    private func record(for id: String, knownIDsOnly: () -> Bool) async throws(AuthenticationError) -> KeyRecord? {
         let now = ContinuousClock.now
         // Both caches are read whatever the first holds, so a hit costs the same either way.
         let (hit, miss) = cache.withLock { ($0.found[id], $0.missing[id]) }
         if let cached = hit ?? miss, now - cached.fetched < cacheLifetime {
             return cached.record
         }
-        if knownIDsOnly, await !knownIDs.contains(id) { return nil }
+        if knownIDsOnly(), await !knownIDs.contains(id) { return nil }
         let record: KeyRecord?
         do {
             record = try await store.get(id)

@@ -16,30 +16,17 @@ extension ModelArtifact {
             let p = probabilities(row)
             let best = p.indices.max { p[$0] < p[$1] }!
             if index > 0 { json += "," }
-            json += "{\"label\":\(Self.jsonString(classes[best]))"
+            json += "{\"label\":\(JSONText.quoted(classes[best]))"
             if output != .label {
                 json += ",\"probabilities\":{"
                 for (k, name) in classes.enumerated() {
                     if k > 0 { json += "," }
-                    json += "\(Self.jsonString(name)):\((p[k] * scale).rounded() / scale)"
+                    json += "\(JSONText.quoted(name)):\((p[k] * scale).rounded() / scale)"
                 }
                 json += "}"
             }
             json += "}"
         }
         return json + "]}"
-    }
-
-    private static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

@@ -32,13 +32,17 @@ struct AccessControl: Sendable {
         // Redis call. Every other key still asks Redis: with Redis Cluster the breaker may have
         // opened for one failed node while the others serve their keys as usual.
         if breaker.isOpen, let record = authenticator.lastKnownRecord(presented) { return record }
-        let client = "client-\(clientAddress(request, context: context))"
         // An address the failed-authentication limiter is provably refusing gets no lookup of
         // an id that does not exist: its made-up keys cost no Redis call (neither a lookup nor
         // the limiter), while real keys from the same address (behind one NAT) still work.
-        let throttled = limiter.provenDenial(key: client, policies: [failedAuthPolicy])
+        // Asked only when a lookup is due: a cached key costs neither the address nor the check.
+        var clientKey: String { "client-\(clientAddress(request, context: context))" }
+        var throttled: Decision?
         do {
-            return try await authenticator.authenticate(presented, knownIDsOnly: throttled != nil)
+            return try await authenticator.authenticate(presented) {
+                throttled = limiter.provenDenial(key: clientKey, policies: [failedAuthPolicy])
+                return throttled != nil
+            }
         } catch {
             if case .unavailable(let cause) = error {
                 if cause.redisCause?.isUnavailable == true { breaker.recordFailure() }
@@ -47,7 +51,8 @@ struct AccessControl: Sendable {
             }
             metrics.authFailures.increment()
             let decision: Decision
-            if let throttled {
+            let client = clientKey
+            if let throttled = throttled ?? limiter.provenDenial(key: client, policies: [failedAuthPolicy]) {
                 metrics.recordDecision(throttled, duration: .zero)
                 decision = throttled
             } else {

@@ -32,21 +32,35 @@ public struct Problem: HTTPResponseError, Sendable {
         var headers = self.headers
         headers[.contentType] = "application/problem+json"
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder.sluice.encode(body))))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body.json)))
     }
 
     /// The body alone, for the connection-level handlers that answer before Hummingbird has a
     /// request (a read timeout, a refused head): the same encoding as every other problem.
     var encodedBody: [UInt8] {
-        Array((try? JSONEncoder.sluice.encode(ProblemBody(type: type, title: title, status: status.code, detail: detail))) ?? Data())
+        Array(ProblemBody(type: type, title: title, status: status.code, detail: detail).json.utf8)
     }
 
-    private struct ProblemBody: Encodable {
+    /// Written by hand (every 429 of a flood is one): the fields in sorted order, as
+    /// `JSONEncoder.sluice` writes them.
+    struct ProblemBody {
         var type: String, title: String, status: Int, detail: String
         var instance: String?
         var errors: [FieldError]?
         var policy: String?
         var retry_after: Int?
+
+        var json: String {
+            var json = "{\"detail\":\(JSONText.quoted(detail))"
+            if let errors {
+                json += ",\"errors\":[" + errors.map { "{\"detail\":\(JSONText.quoted($0.detail)),\"pointer\":\(JSONText.quoted($0.pointer))}" }
+                    .joined(separator: ",") + "]"
+            }
+            if let instance { json += ",\"instance\":\(JSONText.quoted(instance))" }
+            if let policy { json += ",\"policy\":\(JSONText.quoted(policy))" }
+            if let retry_after { json += ",\"retry_after\":\(retry_after)" }
+            return json + ",\"status\":\(status),\"title\":\(JSONText.quoted(title)),\"type\":\(JSONText.quoted(type))}"
+        }
     }
 
     // MARK: - The kinds of problem

@@ -1,0 +1,21 @@
+/// JSON written by hand on hot paths (problem bodies, predictions), where `JSONEncoder`'s
+/// reflection costs more than the rest of the answer.
+public enum JSONText {
+    /// `text` as a JSON string literal, quotes included: `"` and `\` escaped, control characters
+    /// as `\u00XX` (valid JSON whatever the text holds).
+    public static func quoted(_ text: String) -> String {
+        var out = "\""
+        out.reserveCapacity(text.utf8.count + 2)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
