@@ -25,14 +25,25 @@ public final class ReplicaHeartbeat: Sendable {
 
     /// Beats until the task is cancelled.
     public func run(client: RedisClient, breaker: CircuitBreaker, logger: Logger) async {
+        var lastWarning: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {
                 let reply = try await client.evaluate(Self.script, keys: [Self.key], arguments: [id, String(Self.lifetime.microseconds / 1000)])
                 if let live = reply.int, live >= 1 { count.store(live, ordering: .relaxed) }
                 breaker.recordSuccess()
             } catch {
-                breaker.recordFailure()
-                logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
+                if error.isUnavailable {
+                    breaker.recordFailure()
+                    logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
+                } else {
+                    // Redis answers, but refuses (an ACL without the heartbeat's commands, say):
+                    // no outage, yet the live count is stale. Say so, at most once a minute.
+                    let now = ContinuousClock.now
+                    if lastWarning.map({ now - $0 > .seconds(60) }) ?? true {
+                        lastWarning = now
+                        logger.warning("heartbeat refused by Redis; degraded mode would divide limits by a stale replica count", metadata: ["error": "\(error)"])
+                    }
+                }
             }
             try? await Task.sleep(for: Self.interval)
         }

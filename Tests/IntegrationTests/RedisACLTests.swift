@@ -34,6 +34,11 @@ struct RedisACLTests {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(job?.json?["status"] as? String == "succeeded", "\(worker.log.suffix(1500))")
+        // The replica's heartbeat (the live count degraded mode divides by) runs under its user.
+        let heartbeats = RedisClient(configuration: try RedisConfiguration(url: "redis://sluice-replica:\(passwords["sluice-replica"]!)@127.0.0.1:\(redis.port)"))
+        defer { heartbeats.shutdown() }
+        #expect(try await heartbeats.send("ZCARD", "sluice:replicas").int == 1, "one replica counted")
+        #expect(!replica.log.contains("heartbeat refused"), "\(replica.log.suffix(1000))")
 
         // Neither role may administer Redis or reach beyond its keys.
         let replicaClient = RedisClient(configuration: try RedisConfiguration(url: "redis://sluice-replica:\(passwords["sluice-replica"]!)@127.0.0.1:\(redis.port)"))
