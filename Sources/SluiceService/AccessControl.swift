@@ -99,9 +99,25 @@ struct AccessControl: Sendable {
                 problem.headers = Self.headers(for: decision)
                 throw problem
             }
-            throw rateLimited(decision, detail: "Rate limit '\(decision.policy.name)' exceeded; retry after the given time.")
+            throw rateLimited(decision, detail: Self.rateLimitDetail(decision))
         }
         return decision
+    }
+
+    /// The `429` a request of `record` gets whatever its cost (≥ 1), when earlier replies prove
+    /// Redis would refuse even a cost of 1 beyond the key's horizon: a larger cost only waits
+    /// longer. Lets a flood be refused before its body is read or parsed. `nil` when unproven.
+    func provenRefusal(_ record: KeyRecord) -> Problem? {
+        guard !(breaker.isOpen && record.servedWhenRedisFails),
+            let decision = limiter.provenDenial(key: record.id, policies: record.limiterPolicies, cost: 1, horizon: record.deferralHorizon),
+            decision.retryAfter != nil
+        else { return nil }
+        metrics.recordDecision(decision, duration: .zero)
+        return rateLimited(decision, detail: Self.rateLimitDetail(decision))
+    }
+
+    private static func rateLimitDetail(_ decision: Decision) -> String {
+        "Rate limit '\(decision.policy.name)' exceeded; retry after the given time."
     }
 
     /// Degraded mode: the replica's own limiter at its share of the key's limits. `queue` keys

@@ -10,12 +10,20 @@ extension SluiceServer {
         }
     }
 
-    /// Authenticates first (an anonymous caller costs no read and no parse of its body), validates
+    /// Authenticates first (an anonymous caller, or a key provably over its limit, costs no read
+    /// and no parse of its body), validates
     /// (no Redis involved), then — unless an `Idempotency-Key` names an earlier answer — charges
     /// and serves it (see ``serve(_:_:record:parsed:)``).
     private func predict(_ request: Request, _ context: SluiceRequestContext) async throws -> Response {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
         let record = try await access.authenticate(request, context: context)
+        // A key provably over its limit is refused before its body is read: the answer Redis
+        // would give to any cost (an Idempotency-Key may name an earlier answer: not then).
+        if request.headers[.idempotencyKey] == nil, let refusal = access.provenRefusal(record) {
+            RequestFacts.record(keyID: record.id)
+            RequestFacts.record(decision: "denied")
+            throw refusal
+        }
         var body: [UInt8] = []
         let parsed: Result<PredictionInput, Problem>
         if request.mediaType != "application/json" {
