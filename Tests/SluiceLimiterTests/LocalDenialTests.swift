@@ -88,10 +88,10 @@ struct LocalDenialTests {
         let keys = ["\(prefix)-x", "\(prefix)-y"]
         struct Admitted { var with: [String: [Int64]] = [:], without: [String: [Int64]] = [:], local = 0 }
         let admitted = Shared(Admitted())
-        // 10× the limit for 3 s: every 250 µs a request of cost 1 or 2 for one of the keys.
+        // 10× the limit for 5 s: every 250 µs a request of cost 1 or 2 for one of the keys.
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for event in 0..<12_000 {
+            for event in 0..<20_000 {
                 let due = start + .microseconds(250 * event)
                 if due > ContinuousClock.now { try await Task.sleep(until: due) }
                 let key = keys[event % 2]
@@ -121,7 +121,7 @@ struct LocalDenialTests {
             }
         }
         #expect(result.local > 1_000, "most of the 10× flood is denied locally: \(result.local)")
-        print("same trace: admitted with local denial \(keys.map { result.with[$0]?.count ?? 0 }), without \(keys.map { result.without[$0]?.count ?? 0 }); \(result.local) of 12000 denied locally")
+        print("same trace: admitted with local denial \(keys.map { result.with[$0]?.count ?? 0 }), without \(keys.map { result.without[$0]?.count ?? 0 }); \(result.local) of 20000 denied locally")
         for limiter in withLocal + without { limiter.client.shutdown() }
     }
 
