@@ -56,6 +56,9 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public var maxDepth: Int?
     /// `output`: how much of each prediction the key receives (default: full probabilities).
     public var output: PredictionOutput?
+    /// `retry_after_jitter`: seconds (0-60, default 0) of uniform random extra added to this key's
+    /// `Retry-After`, so that clients refused together do not all come back at once.
+    public var retryAfterJitter: Double?
     /// `on_redis_failure` (default `closed`).
     public var onRedisFailure: RedisFailureMode?
     public var expiresAt: Date?
@@ -137,6 +140,7 @@ public struct KeyRecord: Sendable, Codable, Equatable {
         case maxQueueDelay = "max_queue_delay"
         case maxDepth = "max_depth"
         case onRedisFailure = "on_redis_failure"
+        case retryAfterJitter = "retry_after_jitter"
         case expiresAt = "expires_at"
         case createdAt = "created_at"
     }

@@ -99,7 +99,7 @@ struct AccessControl: Sendable {
                 problem.headers = Self.headers(for: decision)
                 throw problem
             }
-            throw rateLimited(decision, detail: Self.rateLimitDetail(decision))
+            throw rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.retryAfterJitter ?? 0)
         }
         return decision
     }
@@ -113,7 +113,7 @@ struct AccessControl: Sendable {
             decision.retryAfter != nil
         else { return nil }
         metrics.recordDecision(decision, duration: .zero)
-        return rateLimited(decision, detail: Self.rateLimitDetail(decision))
+        return rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.retryAfterJitter ?? 0)
     }
 
     private static func rateLimitDetail(_ decision: Decision) -> String {
@@ -152,10 +152,14 @@ struct AccessControl: Sendable {
         }
     }
 
-    func rateLimited(_ decision: Decision, detail: String) -> Problem {
+    /// A `429` for `decision`: `Retry-After` is the true wait rounded up, plus a uniform extra in
+    /// [0, `jitter`] seconds (the key's `retry_after_jitter`) — never earlier than the true wait.
+    func rateLimited(_ decision: Decision, detail: String, jitter: Double = 0) -> Problem {
+        let wait = decision.retryAfter ?? .seconds(1)
+        let extra: Duration = jitter > 0 ? .milliseconds(Int64(Double.random(in: 0...jitter) * 1000)) : .zero
         var problem = Problem(
             status: .tooManyRequests, type: "/problems/quota-exceeded", title: "Too many requests", detail: detail,
-            policy: decision.policy.name, retryAfter: Self.wholeSeconds(decision.retryAfter ?? .seconds(1))
+            policy: decision.policy.name, retryAfter: Self.wholeSeconds(wait + extra)
         )
         problem.headers = Self.headers(for: decision)
         return problem

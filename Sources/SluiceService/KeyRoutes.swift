@@ -21,6 +21,7 @@ extension SluiceServer {
                 record.maxDepth = spec.max_depth
                 record.output = spec.output
                 record.onRedisFailure = spec.on_redis_failure
+                record.retryAfterJitter = spec.retry_after_jitter
                 guard try await storeCall({ try await keys.create(record) }) else { throw Problem.conflict("Key id collision; retry.") }
                 return try Response.json(KeyView(record, key: key), status: .created)
             }
@@ -99,6 +100,7 @@ struct KeySpec: Decodable {
     var max_depth: Int?
     var output: PredictionOutput?
     var on_redis_failure: KeyRecord.RedisFailureMode?
+    var retry_after_jitter: Double?
     var expires_at: Date?
 
     /// Control characters (NUL, BEL, …) and bidirectional overrides (U+202E turns `txt.exe` into
@@ -115,6 +117,7 @@ struct KeySpec: Decodable {
     static let shape = BodyShape.object([
         "name": .value, "scopes": .value, "quota_per_day": .integer, "overflow": .value, "max_delay": .value,
         "max_queue_delay": .value, "max_depth": .integer, "output": .value, "expires_at": .value, "on_redis_failure": .value,
+        "retry_after_jitter": .value,
         "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer])),
     ])
 
@@ -156,6 +159,9 @@ struct KeySpec: Decodable {
         if spec.on_redis_failure == .local, Set(spec.scopes) != [.predict] {
             errors.append(.init(pointer: "/on_redis_failure", detail: "\"local\" only for keys whose only scope is \"predict\"; others fail closed"))
         }
+        if let jitter = spec.retry_after_jitter, !(jitter >= 0 && jitter <= 60) {
+            errors.append(.init(pointer: "/retry_after_jitter", detail: "seconds, from 0 to 60"))
+        }
         if let expiry = spec.expires_at, expiry <= Date() { errors.append(.init(pointer: "/expires_at", detail: "must be in the future")) }
         guard errors.isEmpty else { throw Problem.invalid(errors) }
         return spec
@@ -190,6 +196,7 @@ struct KeyView: Encodable {
     var max_depth: Int?
     var output: PredictionOutput
     var on_redis_failure: KeyRecord.RedisFailureMode
+    var retry_after_jitter: Double
     var expires_at: Date?
     var created_at: Date
     var key: String?
@@ -208,6 +215,7 @@ struct KeyView: Encodable {
         }
         output = record.effectiveOutput
         on_redis_failure = record.onRedisFailure ?? .closed
+        retry_after_jitter = record.retryAfterJitter ?? 0
         expires_at = record.expiresAt
         created_at = record.createdAt
         self.key = key?.revealed

@@ -77,3 +77,41 @@ struct LocalDenialServiceTests {
         }
     }
 }
+
+@Suite("Retry-After jitter", .serialized)
+struct RetryAfterJitterTests {
+    /// 100 clients refused at once: with `retry_after_jitter` 5 their retries spread over ≥ 4 s,
+    /// none told to come back before the true wait; without it they all get the same second.
+    @Test func clientsRefusedTogetherAreToldToComeBackAtDifferentTimes() async throws {
+        let cluster = try await Cluster()
+        let policy = #"[{"name":"default","rate":1,"period":60,"burst":1}]"#
+        let jittered = try await cluster.createKey(scopes: ["predict"], policies: policy, extra: #", "retry_after_jitter": 5"#)
+        let plain = try await cluster.createKey(scopes: ["predict"], policies: policy)
+        let shown = try await HTTP.json("GET", cluster.url + "/v1/keys/\(jittered.id)", key: cluster.adminKey, "")
+        #expect(shown.json?["retry_after_jitter"] as? Double == 5)
+        let refused = try await HTTP.json(
+            "POST", cluster.url + "/v1/keys", key: cluster.adminKey, #"{"name":"x","scopes":["predict"],"retry_after_jitter":61}"#)
+        #expect(refused.status == 422 && refused.text.contains("/retry_after_jitter"))
+
+        func retryAfters(_ key: String) async throws -> [Int] {
+            _ = try await HTTP.json("POST", cluster.url + "/v1/predict", key: key, Cluster.setosa)
+            return try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<100 {
+                    group.addTask {
+                        let response = try await HTTP.json("POST", cluster.url + "/v1/predict", key: key, Cluster.setosa)
+                        #expect(response.status == 429)
+                        let header = Int(response.header("Retry-After") ?? "") ?? -1
+                        #expect(response.json?["retry_after"] as? Int == header, "body and header agree")
+                        return header
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+        let spread = try await retryAfters(jittered.key)
+        let same = try await retryAfters(plain.key)
+        // The true wait is just under 60 s: rounded up, 60 (59 if a second passed meanwhile).
+        #expect(spread.min()! >= 59 && spread.max()! - spread.min()! >= 4, "with jitter 5: \(spread.min()!)...\(spread.max()!)")
+        #expect(same.max()! - same.min()! <= 1 && same.min()! >= 59, "without: \(Set(same))")
+    }
+}
