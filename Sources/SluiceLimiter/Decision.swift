@@ -46,6 +46,8 @@ public struct Decision: Sendable, Equatable {
     public var decidedAt: Int64 = 0
     /// Redis decided, or the replica did (a proven denial, or degraded mode).
     public var origin: Origin = .redis
+    /// The limiter key the decision is about (an API key's id, or a client address's key).
+    public var key = ""
 
     /// The slot of the admitted (or reserved) request: microseconds since the epoch, Redis clock.
     public var slotTime: Int64 { decidedAt + delay.microseconds }

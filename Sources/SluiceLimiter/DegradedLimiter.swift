@@ -74,7 +74,7 @@ public final class DegradedLimiter: Sendable {
             return Decision(
                 isAllowed: admitted, policy: policy, remaining: states[decisive].remaining,
                 retryAfter: admitted || !fits ? nil : .microseconds(wait), resetAfter: states[decisive].resetAfter, states: states,
-                delay: admitted && wait > 0 ? .microseconds(wait) : .zero, origin: .degraded)
+                delay: admitted && wait > 0 ? .microseconds(wait) : .zero, origin: .degraded, key: key)
         }
     }
 

@@ -64,7 +64,10 @@ public final class LocalDenial: Sendable {
     /// Keys with room left are never held back: their checks run concurrently as before.
     func path(key: String, policies: [Policy], cost: Int, horizon: Duration, epoch: Int, now: ContinuousClock.Instant = .now) -> Path {
         guard let bounds = entries.withLock({ $0.get(key) }), bounds.epoch == epoch else { return .call(leading: false) }
-        if let denial = Self.denial(bounds, policies: policies, cost: cost, horizon: horizon, now: now) { return .denied(denial) }
+        if var denial = Self.denial(bounds, policies: policies, cost: cost, horizon: horizon, now: now) {
+            denial.key = key
+            return .denied(denial)
+        }
         guard Self.isAtLimit(bounds, policies: policies, cost: cost, horizon: horizon, now: now) else { return .call(leading: false) }
         return inFlight.withLock { calls in
             if calls[key] != nil { return .wait }
@@ -131,7 +134,9 @@ public final class LocalDenial: Sendable {
     /// (beyond `horizon`); `nil` when only Redis can decide.
     func denial(key: String, policies: [Policy], cost: Int, horizon: Duration, epoch: Int, now: ContinuousClock.Instant = .now) -> Decision? {
         guard let bounds = entries.withLock({ $0.get(key) }), bounds.epoch == epoch else { return nil }
-        return Self.denial(bounds, policies: policies, cost: cost, horizon: horizon, now: now)
+        var denial = Self.denial(bounds, policies: policies, cost: cost, horizon: horizon, now: now)
+        denial?.key = key
+        return denial
     }
 
     /// True when, by the bounds, one more request of this cost would use up the last room left.

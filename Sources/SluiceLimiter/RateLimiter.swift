@@ -57,7 +57,8 @@ public struct RateLimiter: Sendable {
         } catch {
             throw .redis(error)
         }
-        let decision = try Self.decode(reply, policies: policies, cost: cost)
+        var decision = try Self.decode(reply, policies: policies, cost: cost)
+        decision.key = key
         localDenial?.record(key: key, decision: decision, sentAt: sentAt, epoch: client.redirects.moved)
         return decision
     }

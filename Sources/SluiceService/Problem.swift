@@ -20,6 +20,8 @@ public struct Problem: HTTPResponseError, Sendable {
     public var errors: [FieldError] = []
     /// The rate-limit policy that denied the request.
     public var policy: String?
+    /// `violated-policies` of the `quota-exceeded` problem type: every policy that denied it.
+    public var violatedPolicies: [String]?
     /// Seconds until the request may be retried (429 and 503), as in `Retry-After`.
     public var retryAfter: Int?
     public var headers: HTTPFields = [:]
@@ -27,7 +29,7 @@ public struct Problem: HTTPResponseError, Sendable {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         let body = ProblemBody(
             type: type, title: title, status: status.code, detail: detail, instance: request.uri.path,
-            errors: errors.isEmpty ? nil : errors, policy: policy, retry_after: retryAfter
+            errors: errors.isEmpty ? nil : errors, policy: policy, retry_after: retryAfter, violated_policies: violatedPolicies
         )
         var headers = self.headers
         headers[.contentType] = "application/problem+json"
@@ -49,6 +51,7 @@ public struct Problem: HTTPResponseError, Sendable {
         var errors: [FieldError]?
         var policy: String?
         var retry_after: Int?
+        var violated_policies: [String]?
 
         var json: String {
             var json = "{\"detail\":\(JSONText.quoted(detail))"
@@ -59,7 +62,9 @@ public struct Problem: HTTPResponseError, Sendable {
             if let instance { json += ",\"instance\":\(JSONText.quoted(instance))" }
             if let policy { json += ",\"policy\":\(JSONText.quoted(policy))" }
             if let retry_after { json += ",\"retry_after\":\(retry_after)" }
-            return json + ",\"status\":\(status),\"title\":\(JSONText.quoted(title)),\"type\":\(JSONText.quoted(type))}"
+            json += ",\"status\":\(status),\"title\":\(JSONText.quoted(title)),\"type\":\(JSONText.quoted(type))"
+            if let violated_policies { json += ",\"violated-policies\":[" + violated_policies.map(JSONText.quoted).joined(separator: ",") + "]" }
+            return json + "}"
         }
     }
 

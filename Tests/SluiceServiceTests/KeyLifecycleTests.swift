@@ -48,7 +48,7 @@ struct KeyLifecycleTests {
     @Test func limitsAreGlobalAndA429CarriesEverythingAClientNeeds() async throws {
         let cluster = try await Cluster(replicas: 2)
         // 2 per second with bursts of 3, shared by both replicas.
-        let (key, _) = try await cluster.createKey(scopes: ["predict"], policies: #"[{"name":"default","rate":2,"period":1,"burst":3}]"#)
+        let (key, id) = try await cluster.createKey(scopes: ["predict"], policies: #"[{"name":"default","rate":2,"period":1,"burst":3}]"#)
         var statuses: [Int] = []
         for i in 0..<4 { statuses.append(try await predict(cluster.replicas[i % 2].baseURL, key: key).status) }
         #expect(statuses == [200, 200, 200, 429])
@@ -58,10 +58,16 @@ struct KeyLifecycleTests {
         #expect(denied.header("Content-Type") == "application/problem+json")
         let retryAfter = try #require(Int(denied.header("Retry-After") ?? ""))
         #expect(retryAfter >= 1)
-        #expect(denied.header("RateLimit-Policy") == #""default";q=3;w=1"#)
+        // draft-ietf-httpapi-ratelimit-headers-10, with a partition key that is not the key's id.
+        let policyField = try #require(denied.header("RateLimit-Policy"))
+        #expect(policyField.wholeMatch(of: /"default";q=3;w=1;pk=:[A-Za-z0-9+\/]{12}:/) != nil, "\(policyField)")
+        let partition = try #require(policyField.firstMatch(of: /pk=(:[^:]+:)/).map { String($0.1) })
+        #expect(!partition.contains(id) && !partition.contains(key))
         #expect(denied.header("RateLimit")?.hasPrefix(#""default";r=0;t="#) == true)
+        #expect(denied.header("RateLimit")?.hasSuffix(";pk=\(partition)") == true)
         let problem = try #require(denied.json)
-        #expect(problem["type"] as? String == "/problems/quota-exceeded")
+        #expect(problem["type"] as? String == "https://iana.org/assignments/http-problem-types#quota-exceeded")
+        #expect(problem["violated-policies"] as? [String] == ["default"])
         #expect(problem["policy"] as? String == "default" && problem["retry_after"] as? Int == retryAfter)
 
         // A polite client waits Retry-After and is served.

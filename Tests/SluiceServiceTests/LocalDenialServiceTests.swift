@@ -27,7 +27,7 @@ struct LocalDenialServiceTests {
         var refused = 0
         for _ in 0..<200 {
             let response = try await HTTP.json("POST", url, key: flooded.key, Cluster.setosa)
-            if response.status == 429, response.json?["type"] as? String == "/problems/quota-exceeded",
+            if response.status == 429, response.json?["type"] as? String == "https://iana.org/assignments/http-problem-types#quota-exceeded",
                 Int(response.header("Retry-After") ?? "") ?? 0 > 50, response.header("RateLimit")?.contains("\"default\";r=0;") == true {
                 refused += 1
             }

@@ -13,6 +13,12 @@ struct ProblemBodyTests {
         var errors: [Problem.FieldError]?
         var policy: String?
         var retry_after: Int?
+        var violated_policies: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case type, title, status, detail, instance, errors, policy, retry_after
+            case violated_policies = "violated-policies"
+        }
     }
 
     @Test(arguments: [
@@ -22,10 +28,10 @@ struct ProblemBodyTests {
     func theSameJSONAsTheEncoderWrote(detail: String, policy: String?, retryAfter: Int?, errors: [Problem.FieldError]) throws {
         let body = Problem.ProblemBody(
             type: "/problems/quota-exceeded", title: "Too many requests", status: 429, detail: detail, instance: "/v1/predict",
-            errors: errors.isEmpty ? nil : errors, policy: policy, retry_after: retryAfter)
+            errors: errors.isEmpty ? nil : errors, policy: policy, retry_after: retryAfter, violated_policies: policy.map { [$0, "daily"] })
         let reference = Reference(
             type: body.type, title: body.title, status: body.status, detail: detail, instance: body.instance, errors: body.errors,
-            policy: policy, retry_after: retryAfter)
+            policy: policy, retry_after: retryAfter, violated_policies: body.violated_policies)
         let written = try JSONSerialization.jsonObject(with: Data(body.json.utf8)) as? NSDictionary
         let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder.sluice.encode(reference)) as? NSDictionary
         #expect(written != nil && written == encoded, "\(body.json)")

@@ -84,7 +84,7 @@ struct ScopeMatrixTests {
         let wrong = try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["X-API-Key": "sk_abcdefgh_\(String(repeating: "x", count: 40))"])
         #expect(wrong.status == 429, "a further failure from one address is throttled")
         #expect(Int(wrong.header("Retry-After") ?? "") ?? 0 >= 1)
-        #expect(wrong.json?["type"] as? String == "/problems/quota-exceeded")
+        #expect(wrong.json?["type"] as? String == "https://iana.org/assignments/http-problem-types#quota-exceeded")
         // A valid key from the same address is not affected, and the probes need no key.
         let key = try await cluster.createKey(scopes: ["train"]).key
         #expect(try await HTTP.send("GET", cluster.url + "/v1/models", headers: ["Authorization": "Bearer \(key)"]).status == 200)
