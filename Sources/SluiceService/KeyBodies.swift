@@ -1,0 +1,201 @@
+import Foundation
+import Hummingbird
+import SluiceAuth
+import SluiceCore
+import SluiceLimiter
+
+/// `POST /v1/keys` body.
+struct KeySpec: Decodable {
+    var name: String
+    var scopes: [Scope]
+    var policies: [Policy]?
+    var quota_per_day: Int?
+    var overflow: KeyRecord.Overflow?
+    var max_delay: Double?
+    var max_queue_delay: Double?
+    var max_depth: Int?
+    var output: PredictionOutput?
+    var on_redis_failure: KeyRecord.RedisFailureMode?
+    var retry_after_jitter: Double?
+    var expires_at: Date?
+
+    /// Control characters (NUL, BEL, …) and bidirectional overrides (U+202E turns `txt.exe` into
+    /// `exe.txt` on screen) have no place in a key's name: logs and admin screens show it.
+    static func isInvisible(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .control || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
+            || scalar.value == 0x200E || scalar.value == 0x200F
+    }
+
+    /// Holding a request longer than this would outlast load balancers' and clients' timeouts.
+    static let maximumDelay = 30.0
+
+    /// The fields `POST /v1/keys` takes; anything else is refused.
+    static let shape = BodyShape.object([
+        "name": .value, "scopes": .value, "quota_per_day": .integer, "overflow": .value, "max_delay": .value,
+        "max_queue_delay": .value, "max_depth": .integer, "output": .value, "expires_at": .value, "on_redis_failure": .value,
+        "retry_after_jitter": .value,
+        "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer])),
+    ])
+
+    static func decode(_ body: [UInt8]) throws(Problem) -> KeySpec {
+        let spec = try StrictBody.decode(KeySpec.self, from: body, shape: shape)
+        try spec.validate()
+        return spec
+    }
+
+    /// Every rule a key's settings must meet, at creation and after a change.
+    func validate() throws(Problem) {
+        let spec = self
+        var errors: [Problem.FieldError] = []
+        // Counted in code points, as JSON Schema's maxLength counts (openapi.yaml).
+        if spec.name.isEmpty || spec.name.unicodeScalars.count > 64 || spec.name.unicodeScalars.contains(where: Self.isInvisible) {
+            errors.append(.init(pointer: "/name", detail: "1-64 characters, none of them control or bidirectional-override characters"))
+        }
+        if spec.scopes.isEmpty { errors.append(.init(pointer: "/scopes", detail: "at least one scope")) }
+        for (index, policy) in (spec.policies ?? []).enumerated() {
+            if let problem = policy.validationError { errors.append(.init(pointer: "/policies/\(index)", detail: problem)) }
+        }
+        if let policies = spec.policies,
+            policies.isEmpty || Set(policies.map(\.name)).count != policies.count
+                || policies.contains(where: { AccessControl.reservedPolicyNames.contains($0.name) })
+        {
+            errors.append(.init(
+                pointer: "/policies",
+                detail: "1 or more policies with unique names other than \(AccessControl.reservedPolicyNames.sorted().map { "'\($0)'" }.joined(separator: ", ")) (Sluice's own)"))
+        }
+        if let quota = spec.quota_per_day, quota < 1 || Policy.daily(quota).validationError != nil {
+            errors.append(.init(pointer: "/quota_per_day", detail: "must be at least 1 and below 2^51"))
+        }
+        let overflow = spec.overflow ?? .reject
+        if let delay = spec.max_delay {
+            if overflow != .delay { errors.append(.init(pointer: "/max_delay", detail: "only with \"overflow\": \"delay\"")) }
+            if !(delay > 0 && delay <= Self.maximumDelay) { errors.append(.init(pointer: "/max_delay", detail: "seconds, more than 0 and at most \(Int(Self.maximumDelay))")) }
+        }
+        if let delay = spec.max_queue_delay {
+            if overflow != .queue { errors.append(.init(pointer: "/max_queue_delay", detail: "only with \"overflow\": \"queue\"")) }
+            if !(delay > 0 && delay <= 86_400) { errors.append(.init(pointer: "/max_queue_delay", detail: "seconds, more than 0 and at most 86400")) }
+        }
+        if let depth = spec.max_depth {
+            if overflow == .reject { errors.append(.init(pointer: "/max_depth", detail: "only with \"overflow\": \"queue\" or \"delay\"")) }
+            if !(1...1_000_000).contains(depth) { errors.append(.init(pointer: "/max_depth", detail: "between 1 and 1000000")) }
+        }
+        if spec.on_redis_failure == .local, Set(spec.scopes) != [.predict] {
+            errors.append(.init(pointer: "/on_redis_failure", detail: "\"local\" only for keys whose only scope is \"predict\"; others fail closed"))
+        }
+        if let jitter = spec.retry_after_jitter, !(jitter >= 0 && jitter <= 60) {
+            errors.append(.init(pointer: "/retry_after_jitter", detail: "seconds, from 0 to 60"))
+        }
+        if let expiry = spec.expires_at, expiry <= Date() { errors.append(.init(pointer: "/expires_at", detail: "must be in the future")) }
+        guard errors.isEmpty else { throw Problem.invalid(errors) }
+    }
+}
+
+/// `PATCH /v1/keys/{id}` body: any of `POST /v1/keys`' fields; those given replace the key's.
+/// A change of `overflow` drops the old mode's `max_delay`/`max_queue_delay`/`max_depth` unless
+/// given again; the result is checked by every rule of a new key.
+struct KeyPatch: Decodable {
+    var name: String?
+    var scopes: [Scope]?
+    var policies: [Policy]?
+    var quota_per_day: Int?
+    var overflow: KeyRecord.Overflow?
+    var max_delay: Double?
+    var max_queue_delay: Double?
+    var max_depth: Int?
+    var output: PredictionOutput?
+    var on_redis_failure: KeyRecord.RedisFailureMode?
+    var retry_after_jitter: Double?
+    var expires_at: Date?
+
+    static func decode(_ body: [UInt8]) throws(Problem) -> KeyPatch {
+        try StrictBody.decode(KeyPatch.self, from: body, shape: KeySpec.shape)
+    }
+
+    /// The key's settings with this change, validated as a new key's are.
+    func applied(to record: KeyRecord) throws(Problem) -> KeySpec {
+        let overflow = overflow ?? record.overflow
+        let kept = overflow == record.overflow
+        let spec = KeySpec(
+            name: name ?? record.name, scopes: scopes ?? record.scopes, policies: policies ?? record.policies,
+            quota_per_day: quota_per_day ?? record.quotaPerDay, overflow: overflow,
+            max_delay: max_delay ?? (kept ? record.maxDelay : nil), max_queue_delay: max_queue_delay ?? (kept ? record.maxQueueDelay : nil),
+            max_depth: max_depth ?? (kept ? record.maxDepth : nil), output: output ?? record.output,
+            on_redis_failure: on_redis_failure ?? record.onRedisFailure, retry_after_jitter: retry_after_jitter ?? record.retryAfterJitter,
+            expires_at: expires_at ?? record.expiresAt)
+        try spec.validate()
+        return spec
+    }
+}
+
+extension KeyRecord {
+    /// Takes every setting of `spec` (not the id, secrets or creation time).
+    mutating func apply(_ spec: KeySpec) {
+        name = spec.name
+        scopes = Array(Set(spec.scopes)).sorted()
+        policies = spec.policies ?? [KeyRecord.defaultPolicy]
+        quotaPerDay = spec.quota_per_day
+        overflow = spec.overflow ?? .reject
+        maxDelay = spec.max_delay
+        maxQueueDelay = spec.max_queue_delay
+        maxDepth = spec.max_depth
+        output = spec.output
+        onRedisFailure = spec.on_redis_failure
+        retryAfterJitter = spec.retry_after_jitter
+        expiresAt = spec.expires_at
+    }
+}
+
+/// `POST /v1/keys/{id}/rotate` body (optional).
+struct RotateSpec: Decodable {
+    var grace_period: Double?
+
+    static func decode(_ body: [UInt8]) throws(Problem) -> RotateSpec {
+        guard !body.isEmpty else { return RotateSpec() }
+        let spec = try StrictBody.decode(RotateSpec.self, from: body, shape: .object(["grace_period": .value]))
+        guard (spec.grace_period ?? 0) >= 0, (spec.grace_period ?? 0) <= 30 * 86_400 else {
+            throw Problem.invalid([.init(pointer: "/grace_period", detail: "between 0 and 30 days in seconds")])
+        }
+        return spec
+    }
+}
+
+/// A key as the API shows it: never a hash; the full key only in the response that creates it.
+struct KeyView: Encodable {
+    var id: String
+    var name: String
+    var scopes: [Scope]
+    var policies: [Policy]
+    var quota_per_day: Int?
+    var overflow: KeyRecord.Overflow
+    /// The effective deferral settings of the key's overflow mode (absent for `reject`).
+    var max_delay: Double?
+    var max_queue_delay: Double?
+    var max_depth: Int?
+    var output: PredictionOutput
+    var on_redis_failure: KeyRecord.RedisFailureMode
+    var retry_after_jitter: Double
+    var expires_at: Date?
+    var created_at: Date
+    var key: String?
+
+    init(_ record: KeyRecord, key: APIKey? = nil) {
+        id = record.id
+        name = record.name
+        scopes = record.scopes
+        policies = record.policies
+        quota_per_day = record.quotaPerDay
+        overflow = record.overflow
+        switch record.overflow {
+        case .reject: break
+        case .delay: (max_delay, max_depth) = (record.effectiveMaxDelay, record.effectiveMaxDepth)
+        case .queue: (max_queue_delay, max_depth) = (record.effectiveMaxQueueDelay, record.effectiveMaxDepth)
+        }
+        output = record.effectiveOutput
+        on_redis_failure = record.onRedisFailure ?? .closed
+        retry_after_jitter = record.retryAfterJitter ?? 0
+        expires_at = record.expiresAt
+        created_at = record.createdAt
+        self.key = key?.revealed
+    }
+}
+
