@@ -29,7 +29,7 @@ public final class WorkerMetrics: Sendable {
         lag = registry.makeDurationHistogram(
             descriptor: Self.name("jobs", "lag", "seconds", "Start time minus not_before (the reserved slot) of each job run."),
             buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(500),
-                      .seconds(1), .seconds(5), .seconds(30)])
+                      .seconds(1), .seconds(5), .seconds(30), .seconds(60), .seconds(300)])
         depth = registry.makeGauge(descriptor: Self.name("queue", "depth", "", "Jobs pending (queued or running) over all keys."))
     }
 
