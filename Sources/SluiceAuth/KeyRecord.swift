@@ -114,9 +114,14 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     /// 10 requests per second with bursts of 20.
     public static let defaultPolicy = Policy(name: "default", rate: 10, period: .seconds(1), burst: 20)
 
-    /// The key's policies plus its daily quota, checked together in one call.
+    /// The key's enforced policies plus its daily quota, checked together in one call.
     public var limiterPolicies: [Policy] {
-        policies + (quotaPerDay.map { [Policy.daily($0)] } ?? [])
+        policies.filter { $0.mode == .enforce } + (quotaPerDay.map { [Policy.daily($0)] } ?? [])
+    }
+
+    /// The key's `shadow` policies: tried on the traffic the enforced ones admit, never deciding.
+    public var shadowPolicies: [Policy] {
+        policies.filter { $0.mode == .shadow }
     }
 
     public func isExpired(at now: Date) -> Bool {

@@ -12,6 +12,14 @@ public struct Policy: Sendable, Hashable, Codable {
     public var period: Duration
     /// Requests that may be admitted at once from a full bucket, ≥ 1.
     public var burst: Int
+    /// `enforce` (the default) or `shadow`: evaluated and recorded, never denying or delaying.
+    public var mode: Mode = .enforce
+
+    /// Whether a policy decides (`enforce`) or is only tried on live traffic (`shadow`).
+    public enum Mode: String, Sendable, Hashable, Codable {
+        case enforce
+        case shadow
+    }
 
     public init(name: String = "default", rate: Int, period: Duration = .seconds(1), burst: Int? = nil) {
         self.name = name
@@ -67,7 +75,7 @@ public struct Policy: Sendable, Hashable, Codable {
         return micros == 0 ? String(seconds) : "\(seconds).\(String(micros).leftPadded(to: 6))"
     }
 
-    private enum CodingKeys: String, CodingKey { case name, rate, period, burst }
+    private enum CodingKeys: String, CodingKey { case name, rate, period, burst, mode }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -82,6 +90,7 @@ public struct Policy: Sendable, Hashable, Codable {
             period: .microseconds(Int64((seconds * 1_000_000).rounded())),
             burst: try container.decodeIfPresent(Int.self, forKey: .burst) ?? rate
         )
+        mode = try container.decodeIfPresent(Mode.self, forKey: .mode) ?? .enforce
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -90,6 +99,7 @@ public struct Policy: Sendable, Hashable, Codable {
         try container.encode(rate, forKey: .rate)
         try container.encode(period.seconds, forKey: .period)
         try container.encode(burst, forKey: .burst)
+        if mode == .shadow { try container.encode(mode, forKey: .mode) }
     }
 }
 

@@ -106,6 +106,24 @@ struct AccessControl: Sendable {
         return decision
     }
 
+    /// Tries the key's `shadow` policies on a request its enforced policies admitted: each is its
+    /// own GCRA (charged when it would admit), and a refusal is only counted and logged. Never
+    /// changes the answer; a failure to ask Redis is ignored.
+    func tryShadowPolicies(_ record: KeyRecord, cost: Int, logger: Logger) async {
+        let shadow = record.shadowPolicies
+        guard !shadow.isEmpty, !breaker.isOpen else { return }
+        do {
+            let decision = try await limiter.check(key: record.id, policies: shadow, cost: cost)
+            guard !decision.isAllowed else { return }
+            for state in decision.states where state.retryAfter != nil || cost > state.policy.burst {
+                metrics.recordShadowDenial(policy: state.policy.name)
+                logger.info("shadow policy would refuse", metadata: ["key_id": "\(record.id)", "policy": "\(state.policy.name)"])
+            }
+        } catch {
+            logger.debug("shadow policies not tried", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// The `429` a request of `record` gets whatever its cost (≥ 1), when earlier replies prove
     /// Redis would refuse even a cost of 1 beyond the key's horizon: a larger cost only waits
     /// longer. Lets a flood be refused before its body is read or parsed. `nil` when unproven.

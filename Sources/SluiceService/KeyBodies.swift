@@ -34,7 +34,7 @@ struct KeySpec: Decodable {
         "name": .value, "scopes": .value, "quota_per_day": .integer, "overflow": .value, "max_delay": .value,
         "max_queue_delay": .value, "max_depth": .integer, "output": .value, "expires_at": .value, "on_redis_failure": .value,
         "retry_after_jitter": .value,
-        "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer])),
+        "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer, "mode": .value])),
     ])
 
     static func decode(_ body: [UInt8]) throws(Problem) -> KeySpec {
@@ -62,6 +62,9 @@ struct KeySpec: Decodable {
             errors.append(.init(
                 pointer: "/policies",
                 detail: "1 or more policies with unique names other than \(AccessControl.reservedPolicyNames.sorted().map { "'\($0)'" }.joined(separator: ", ")) (Sluice's own)"))
+        }
+        if let policies = spec.policies, !policies.isEmpty, policies.allSatisfy({ $0.mode == .shadow }), spec.quota_per_day == nil {
+            errors.append(.init(pointer: "/policies", detail: "at least one policy must be enforced (\"mode\": \"shadow\" only tries a policy)"))
         }
         if let quota = spec.quota_per_day, quota < 1 || Policy.daily(quota).validationError != nil {
             errors.append(.init(pointer: "/quota_per_day", detail: "must be at least 1 and below 2^51"))

@@ -26,6 +26,8 @@ final class ServiceMetrics: Sendable {
     private let requestCounters = Mutex<[String: Counter]>([:])
     /// Local denials by policy name (``LocalDenial``).
     private let localDenials = Mutex<[String: Counter]>([:])
+    /// Requests a `shadow` policy would have refused, by policy name.
+    private let shadowDenials = Mutex<[String: Counter]>([:])
 
     init(redis: RedisClient? = nil) {
         let process = ProcessMetrics(role: "replica", redis: redis)
@@ -62,18 +64,28 @@ final class ServiceMetrics: Sendable {
     func recordDecision(_ decision: Decision, duration: Duration) {
         (decision.isAllowed ? allowed : denied).increment()
         guard decision.origin == .redis else {
-            if decision.origin == .localDenial { localDenialCounter(policy: decision.policy.name).increment() }
+            if decision.origin == .localDenial {
+                Self.counter(in: localDenials, registry: registry, policy: decision.policy.name, metric: "local_denials",
+                             help: "Requests over the limit denied by the replica alone, from what Redis' earlier replies prove.").increment()
+            }
             return
         }
         decisionLatency.record(duration)
     }
 
-    private func localDenialCounter(policy: String) -> Counter {
-        localDenials.withLock { counters in
+    /// A request a `shadow` policy would have refused (it was served).
+    func recordShadowDenial(policy: String) {
+        Self.counter(in: shadowDenials, registry: registry, policy: policy, metric: "shadow_denials",
+                     help: "Requests a shadow policy would have refused; they were served (shadow policies never deny).").increment()
+    }
+
+    /// The counter of `policy` in a per-policy family, made on first use.
+    private static func counter(
+        in counters: borrowing Mutex<[String: Counter]>, registry: PrometheusCollectorRegistry, policy: String, metric: String, help: String
+    ) -> Counter {
+        counters.withLock { counters in
             if let counter = counters[policy] { return counter }
-            let counter = registry.makeCounter(
-                descriptor: Self.name("limiter", "local_denials", "total", "Requests over the limit denied by the replica alone, from what Redis' earlier replies prove."),
-                labels: [("policy", policy)])
+            let counter = registry.makeCounter(descriptor: name("limiter", metric, "total", help), labels: [("policy", policy)])
             counters[policy] = counter
             return counter
         }

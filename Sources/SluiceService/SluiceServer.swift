@@ -170,6 +170,7 @@ public struct SluiceServer: Sendable {
             case .key(let cost, let deferrable):
                 let horizon = deferrable && permitted ? record.deferralHorizon : .zero
                 decision = try await access.admit(record, policies: record.limiterPolicies, cost: cost, horizon: horizon, logger: context.logger)
+                await access.tryShadowPolicies(record, cost: cost, logger: context.logger)
             case .jobStatus:
                 decision = try await access.admit(record, policies: [AccessControl.jobStatusPolicy], cost: 1, horizon: .zero, logger: context.logger)
             case .training:

@@ -20,8 +20,9 @@ struct AdminBodyTests {
         #expect(duplicated.status == 422 && Self.firstPointer(duplicated) == "/scopes", "\(duplicated.status) \(duplicated.text)")
         let typo = try await create(#"{"name":"x","scopes":["predict"],"overflow":"delay","max_dealy":5}"#)
         #expect(typo.status == 422 && Self.firstPointer(typo) == "/max_dealy", "\(typo.text)")
-        let shadow = try await create(#"{"name":"x","scopes":["predict"],"policies":[{"name":"p","rate":1,"period":1,"mode":"shadow"}]}"#)
-        #expect(shadow.status == 422 && Self.firstPointer(shadow) == "/policies/0/mode", "a policy mode is not silently enforced: \(shadow.text)")
+        // A mode Sluice does not know is refused, not silently enforced (`shadow` is one it knows).
+        let unknownMode = try await create(#"{"name":"x","scopes":["predict"],"policies":[{"name":"p","rate":1,"period":1,"mode":"dry-run"}]}"#)
+        #expect(unknownMode.status == 422 && Self.firstPointer(unknownMode) == "/policies/0/mode", "\(unknownMode.text)")
         let bom = try await HTTP.send(
             "POST", "\(cluster.url)/v1/keys", headers: ["Authorization": "Bearer \(cluster.adminKey)", "Content-Type": "application/json"],
             body: Data([0xEF, 0xBB, 0xBF] + Array(#"{"name":"x","scopes":["predict"]}"#.utf8)))

@@ -101,3 +101,28 @@ def a_reused_idempotency_key_is_state_not_schema(context, failure, case, respons
     except Exception:
         return True
     return not (response.status_code == 422 and isinstance(problem, dict) and problem.get("type") == "/problems/idempotency-key-reused")
+
+
+@schemathesis.hook("filter_body").apply_to(path="/v1/keys/{id}", method="PATCH")
+def key_patch_rules(context, body):
+    """A change obeys the same stateless rules as a new key."""
+    return key_spec_rules(context, body)
+
+
+# Rules a change is checked against *together with the key it changes* (openapi.yaml, PATCH):
+# max_delay/max_queue_delay/max_depth against the key's overflow, on_redis_failure against its
+# scopes, shadow-only policies against its quota. No schema of the body alone can carry them.
+_STORED_STATE_POINTERS = {"/max_delay", "/max_queue_delay", "/max_depth", "/on_redis_failure", "/policies"}
+
+
+@schemathesis.hook("filter_failure").apply_to(path="/v1/keys/{id}", method="PATCH")
+def a_change_is_checked_against_the_stored_key(context, failure, case, response):
+    """Only a 422 whose every error names such a field is dropped; any other failure stands."""
+    try:
+        problem = response.json()
+    except Exception:
+        return True
+    if response.status_code != 422 or not isinstance(problem, dict):
+        return True
+    pointers = {error.get("pointer") for error in problem.get("errors", []) if isinstance(error, dict)}
+    return not (pointers and pointers <= _STORED_STATE_POINTERS)
