@@ -18,6 +18,8 @@ final class KeyRecorder: Sendable {
         var unslotted = 0
         var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
         var failures: [Failure] = []
+        /// Answers per 100 ms of the run (by when the request was sent): 2xx, 202, 429, 5xx.
+        var timeline: [Int: LoadReport.Tick] = [:]
     }
 
     private let state = Mutex(State())
@@ -38,6 +40,16 @@ final class KeyRecorder: Sendable {
             case 500...: state.counts.serverErrors += 1
             default: state.counts.otherClientErrors += 1
             }
+            let tick = Int(max(0, at) * 10)
+            var counts = state.timeline[tick] ?? LoadReport.Tick(at: Double(tick) / 10)
+            switch status {
+            case 202: counts.accepted += 1
+            case 200..<300: counts.ok += 1
+            case 429: counts.tooMany += 1
+            case 500...: counts.serverErrors += 1
+            default: break
+            }
+            state.timeline[tick] = counts
             if (200..<300).contains(status) {
                 if let slot { state.slots.append(slot) } else { state.unslotted += 1 }
             }
@@ -55,5 +67,10 @@ final class KeyRecorder: Sendable {
 
     var snapshot: (counts: Counts, slots: [Int64], unslotted: Int, latency: Histogram<UInt64>, failures: [Failure]) {
         state.withLock { ($0.counts, $0.slots, $0.unslotted, $0.latency, $0.failures) }
+    }
+
+    /// The answers per 100 ms, in time order.
+    var timeline: [LoadReport.Tick] {
+        state.withLock { $0.timeline.values.sorted { $0.at < $1.at } }
     }
 }

@@ -21,6 +21,12 @@ public struct LoadReport: Sendable, Encodable {
         public var what: String
     }
 
+    /// Answers to the requests sent within one 100 ms step of the run.
+    public struct Tick: Sendable, Encodable {
+        public var at: Double
+        public var ok = 0, accepted = 0, tooMany = 0, serverErrors = 0
+    }
+
     public struct Latency: Sendable, Encodable {
         public var p50: Double, p90: Double, p99: Double, p99_9: Double, max: Double
     }
@@ -62,6 +68,10 @@ public struct LoadReport: Sendable, Encodable {
         /// 5xx answers, transport errors and (polite) jobs that failed or never finished.
         public var failures: Int
         public var failureLog: [Failure]
+        /// For the HTML report (not in the JSON): admission slots (µs, the limiter's clock), sorted,
+        /// and the answers per 100 ms.
+        public var slots: [Int64] = []
+        public var timeline: [Tick] = []
 
         enum CodingKeys: String, CodingKey {
             case name, id, overflow, rate, period, burst, sent, ok, accepted, errors, retries, admitted, unslotted, windows, polls, failures
@@ -133,7 +143,7 @@ public struct LoadReport: Sendable, Encodable {
             latencyMs: Latency(p50: ms(50), p90: ms(90), p99: ms(99), p99_9: ms(99.9), max: Double(latency.max) / 1000),
             jobsCompleted: counts.jobsCompleted, jobsFailed: counts.jobsFailed, jobsUnfinished: counts.jobsUnfinished,
             polls: counts.polls, failures: counts.serverErrors + counts.transportErrors + counts.jobsFailed + counts.jobsUnfinished,
-            failureLog: failureLog)
+            failureLog: failureLog, slots: slots, timeline: recorder.timeline)
     }
 
     /// The report for people: one block per key.

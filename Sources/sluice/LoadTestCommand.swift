@@ -55,6 +55,9 @@ struct LoadTestCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as JSON (for scripts) instead of text.")
     var json = false
 
+    @Option(help: "Also write the report as one self-contained HTML page (charts inline; nothing fetched when viewed).")
+    var report: String?
+
     @Flag(help: "Allow a target that is not a loopback address.")
     var allowRemote = false
 
@@ -68,6 +71,12 @@ struct LoadTestCommand: AsyncParsableCommand {
         let loopback = host == "localhost" || host == "::1" || host.hasPrefix("127.")
         guard loopback || allowRemote else {
             throw ValidationError("\(host) is not a loopback address; pass --allow-remote to load-test it on purpose")
+        }
+        if let report {
+            let directory = (report as NSString).deletingLastPathComponent
+            guard report.hasSuffix(".html"), FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory) else {
+                throw ValidationError("--report must name an .html file in a writable directory, not \(report)")
+            }
         }
         guard let mode = LoadTestPlan.Mode(rawValue: mode) else { throw ValidationError("--mode is open or closed") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0–3600 seconds") }
@@ -93,16 +102,23 @@ struct LoadTestCommand: AsyncParsableCommand {
             }
         }
 
-        let report = try await LoadTest(plan: plan) { line in
+        let result = try await LoadTest(plan: plan) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }.run()
+        if let report {
+            do {
+                try result.html.write(toFile: report, atomically: true, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot write --report \(report): \(error)")
+            }
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
         } else {
-            print(report.text)
+            print(result.text)
         }
-        if !report.limitsHeld { throw ExitCode(3) }
+        if !result.limitsHeld { throw ExitCode(3) }
     }
 }
