@@ -53,13 +53,15 @@ let package = Package(
             name: "SluiceLimiter",
             dependencies: ["SluiceCore", "SluiceRedis", .product(name: "Logging", package: "swift-log")],
             exclude: ["lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua", "lua/lock_release.lua"],
-            resources: [.embedInCode("lua/gcra.lua"), .embedInCode("lua/gcra_charge.lua"), .embedInCode("lua/heartbeat.lua")]
+            resources: [
+                .embedInCode("lua/gcra.lua"), .embedInCode("lua/gcra_charge.lua"), .embedInCode("lua/heartbeat.lua"), .embedInCode("lua/lease_acquire.lua"),
+            ]
         ),
         // The durable queue of deferred jobs over lua/queue_*.lua: enqueue, claim, complete.
         .target(
             name: "SluiceQueue",
             dependencies: ["SluiceCore", "SluiceRedis"],
-            exclude: ["lua/gcra.lua", "lua/gcra_charge.lua", "lua/heartbeat.lua", "lua/lock_release.lua"],
+            exclude: ["lua/gcra.lua", "lua/gcra_charge.lua", "lua/heartbeat.lua", "lua/lease_acquire.lua", "lua/lock_release.lua"],
             resources: [
                 .embedInCode("lua/queue_enqueue.lua"), .embedInCode("lua/queue_claim.lua"), .embedInCode("lua/queue_complete.lua"),
             ]
@@ -76,7 +78,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
             ],
             exclude: [
-                "data/README.md", "lua/gcra.lua", "lua/gcra_charge.lua", "lua/heartbeat.lua", "lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua",
+                "data/README.md", "lua/gcra.lua", "lua/gcra_charge.lua", "lua/heartbeat.lua", "lua/lease_acquire.lua", "lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua",
             ],
             resources: [.embedInCode("data/iris.csv"), .embedInCode("lua/lock_release.lua")]
         ),

@@ -59,6 +59,9 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     /// `retry_after_jitter`: seconds (0-60, default 0) of uniform random extra added to this key's
     /// `Retry-After`, so that clients refused together do not all come back at once.
     public var retryAfterJitter: Double?
+    /// `max_in_flight`: the most requests of this key served at once across all replicas
+    /// (default: no limit).
+    public var maxInFlight: Int?
     /// `on_redis_failure` (default `closed`).
     public var onRedisFailure: RedisFailureMode?
     public var expiresAt: Date?
@@ -146,6 +149,7 @@ public struct KeyRecord: Sendable, Codable, Equatable {
         case maxDepth = "max_depth"
         case onRedisFailure = "on_redis_failure"
         case retryAfterJitter = "retry_after_jitter"
+        case maxInFlight = "max_in_flight"
         case expiresAt = "expires_at"
         case createdAt = "created_at"
     }

@@ -25,6 +25,9 @@ struct AccessControl: Sendable {
     let breaker: CircuitBreaker
     let degraded: DegradedLimiter
     let heartbeat: ReplicaHeartbeat
+    /// `max_in_flight`: leases of requests in flight, per key, across replicas.
+    let concurrency: ConcurrencyLimiter
+    let inFlightLease: Duration
 
     /// The key's record; failures are `401` (or `429` for a client that keeps failing, `503`
     /// when keys cannot be checked).
@@ -104,6 +107,46 @@ struct AccessControl: Sendable {
             throw rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.retryAfterJitter ?? 0)
         }
         return decision
+    }
+
+    /// The problem type for a request over its key's `max_in_flight`.
+    static let concurrencyExceeded = "https://iana.org/assignments/http-problem-types#concurrency"
+
+    /// Takes a lease among the key's requests in flight (`max_in_flight`), or refuses with a `429`
+    /// whose `RateLimit` fields use the draft's `concurrency` quota unit. `nil` when the key has
+    /// no such limit, or Redis is unreachable for a key served in degraded mode (no leases then).
+    func takeLease(_ record: KeyRecord, logger: Logger) async throws -> ConcurrencyLimiter.Lease? {
+        guard let limit = record.maxInFlight, !(breaker.isOpen && record.servedWhenRedisFails) else { return nil }
+        let timeout = inFlightLease + (record.overflow == .delay ? .milliseconds(Int64(record.effectiveMaxDelay * 1000)) : .zero)
+        let outcome: ConcurrencyLimiter.Outcome
+        do {
+            outcome = try await concurrency.acquire(key: record.id, limit: limit, timeout: timeout)
+        } catch {
+            if case .redis(let cause) = error, cause.isUnavailable { breaker.recordFailure() }
+            if record.servedWhenRedisFails { return nil }
+            throw Problem.storeFailure("concurrency limiter", cause: error, metrics: metrics, logger: logger)
+        }
+        switch outcome {
+        case .acquired(let lease, _):
+            return lease
+        case .refused(let held, _):
+            var problem = Problem(
+                status: .tooManyRequests, type: Self.concurrencyExceeded, title: "Too many requests in flight",
+                detail: "This key already has \(held) requests in flight (max_in_flight \(limit)); retry when one has finished.",
+                policy: "concurrency", retryAfter: 1)
+            problem.violatedPolicies = ["concurrency"]
+            let pk = ";pk=:\(Self.partitionKey(record.id)):"
+            problem.headers[.rateLimitPolicy] = "\"concurrency\";q=\(limit);qu=\"concurrency\"\(pk)"
+            problem.headers[.rateLimit] = "\"concurrency\";r=0\(pk)"
+            throw problem
+        }
+    }
+
+    /// Gives a lease back once the answer is ready, whatever happens to the request's task.
+    func returnLease(_ lease: ConcurrencyLimiter.Lease?) {
+        guard let lease else { return }
+        let concurrency = concurrency
+        Task.detached { await concurrency.release(lease) }
     }
 
     /// Tries the key's `shadow` policies on a request its enforced policies admitted: each is its

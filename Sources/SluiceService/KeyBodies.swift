@@ -17,6 +17,7 @@ struct KeySpec: Decodable {
     var output: PredictionOutput?
     var on_redis_failure: KeyRecord.RedisFailureMode?
     var retry_after_jitter: Double?
+    var max_in_flight: Int?
     var expires_at: Date?
 
     /// Control characters (NUL, BEL, …) and bidirectional overrides (U+202E turns `txt.exe` into
@@ -33,7 +34,7 @@ struct KeySpec: Decodable {
     static let shape = BodyShape.object([
         "name": .value, "scopes": .value, "quota_per_day": .integer, "overflow": .value, "max_delay": .value,
         "max_queue_delay": .value, "max_depth": .integer, "output": .value, "expires_at": .value, "on_redis_failure": .value,
-        "retry_after_jitter": .value,
+        "retry_after_jitter": .value, "max_in_flight": .integer,
         "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer, "mode": .value])),
     ])
 
@@ -85,6 +86,9 @@ struct KeySpec: Decodable {
         if spec.on_redis_failure == .local, Set(spec.scopes) != [.predict] {
             errors.append(.init(pointer: "/on_redis_failure", detail: "\"local\" only for keys whose only scope is \"predict\"; others fail closed"))
         }
+        if let limit = spec.max_in_flight, !(1...1_000_000).contains(limit) {
+            errors.append(.init(pointer: "/max_in_flight", detail: "between 1 and 1000000 requests in flight"))
+        }
         if let jitter = spec.retry_after_jitter, !(jitter >= 0 && jitter <= 60) {
             errors.append(.init(pointer: "/retry_after_jitter", detail: "seconds, from 0 to 60"))
         }
@@ -108,6 +112,7 @@ struct KeyPatch: Decodable {
     var output: PredictionOutput?
     var on_redis_failure: KeyRecord.RedisFailureMode?
     var retry_after_jitter: Double?
+    var max_in_flight: Int?
     var expires_at: Date?
 
     static func decode(_ body: [UInt8]) throws(Problem) -> KeyPatch {
@@ -124,7 +129,7 @@ struct KeyPatch: Decodable {
             max_delay: max_delay ?? (kept ? record.maxDelay : nil), max_queue_delay: max_queue_delay ?? (kept ? record.maxQueueDelay : nil),
             max_depth: max_depth ?? (kept ? record.maxDepth : nil), output: output ?? record.output,
             on_redis_failure: on_redis_failure ?? record.onRedisFailure, retry_after_jitter: retry_after_jitter ?? record.retryAfterJitter,
-            expires_at: expires_at ?? record.expiresAt)
+            max_in_flight: max_in_flight ?? record.maxInFlight, expires_at: expires_at ?? record.expiresAt)
         try spec.validate()
         return spec
     }
@@ -144,6 +149,7 @@ extension KeyRecord {
         output = spec.output
         onRedisFailure = spec.on_redis_failure
         retryAfterJitter = spec.retry_after_jitter
+        maxInFlight = spec.max_in_flight
         expiresAt = spec.expires_at
     }
 }
@@ -177,6 +183,7 @@ struct KeyView: Encodable {
     var output: PredictionOutput
     var on_redis_failure: KeyRecord.RedisFailureMode
     var retry_after_jitter: Double
+    var max_in_flight: Int?
     var expires_at: Date?
     var created_at: Date
     var key: String?
@@ -196,6 +203,7 @@ struct KeyView: Encodable {
         output = record.effectiveOutput
         on_redis_failure = record.onRedisFailure ?? .closed
         retry_after_jitter = record.retryAfterJitter ?? 0
+        max_in_flight = record.maxInFlight
         expires_at = record.expiresAt
         created_at = record.createdAt
         self.key = key?.revealed

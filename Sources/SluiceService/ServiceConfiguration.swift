@@ -34,6 +34,9 @@ public struct ServiceConfiguration: Sendable {
     /// Limiter keys whose TAT bounds are kept for local denial (`--local-deny-entries`, LRU);
     /// 0 turns local denial off.
     public var localDenyEntries = 100_000
+    /// How long a `max_in_flight` lease lasts if its replica dies holding it (`--in-flight-lease`),
+    /// on top of a `delay` key's `max_delay`: it must exceed the longest request.
+    public var inFlightLease: Duration = .seconds(60)
 
     public static func failedAuthPolicy(perMinute: Int, burst: Int) -> Policy {
         Policy(name: "auth", rate: perMinute, period: .seconds(60), burst: burst)

@@ -40,7 +40,9 @@ public struct SluiceServer: Sendable {
                 logger.warning(state == .open ? "Redis keeps failing: degraded mode (only on_redis_failure=local keys are served)" : "Redis answers again: degraded mode over")
             },
             degraded: DegradedLimiter(),
-            heartbeat: ReplicaHeartbeat(id: Self.replicaID)
+            heartbeat: ReplicaHeartbeat(id: Self.replicaID),
+            concurrency: ConcurrencyLimiter(client: redis),
+            inFlightLease: configuration.inFlightLease
         )
         let process = metrics.process
         self.models = ModelHolder(registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger, onEvent: process.record)
@@ -165,9 +167,14 @@ public struct SluiceServer: Sendable {
         RequestFacts.record(keyID: record.id)
         let permitted = !scopes.isDisjoint(with: record.scopes)
         let decision: Decision
+        // A request of a key with max_in_flight holds a lease from before its limiter check until
+        // its answer is ready (held requests included; a queued one's ends with its 202).
+        var lease: ConcurrencyLimiter.Lease?
+        defer { access.returnLease(lease) }
         do {
             switch charge {
             case .key(let cost, let deferrable):
+                if permitted { lease = try await access.takeLease(record, logger: context.logger) }
                 let horizon = deferrable && permitted ? record.deferralHorizon : .zero
                 decision = try await access.admit(record, policies: record.limiterPolicies, cost: cost, horizon: horizon, logger: context.logger)
                 await access.tryShadowPolicies(record, cost: cost, logger: context.logger)

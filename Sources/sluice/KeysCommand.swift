@@ -45,6 +45,9 @@ struct KeysCommand: AsyncParsableCommand {
         @Option(help: "Seconds (0-60) of random extra on Retry-After.")
         var retryAfterJitter: Double?
 
+        @Option(help: "Requests of the key served at once across all replicas.")
+        var maxInFlight: Int?
+
         @Option(help: "RFC 3339 time the key stops working.")
         var expiresAt: String?
 
@@ -62,6 +65,7 @@ struct KeysCommand: AsyncParsableCommand {
             if let output { fields["output"] = output }
             if let onRedisFailure { fields["on_redis_failure"] = onRedisFailure }
             if let retryAfterJitter { fields["retry_after_jitter"] = retryAfterJitter }
+            if let maxInFlight { fields["max_in_flight"] = maxInFlight }
             if let expiresAt { fields["expires_at"] = expiresAt }
             return fields
         }

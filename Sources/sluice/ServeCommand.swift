@@ -60,6 +60,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Limiter keys whose state bounds each replica keeps to deny provably-over-limit requests without a Redis call (LRU; default 100000, 0 turns it off). Env: SLUICE_LOCAL_DENY_ENTRIES.")
     var localDenyEntries: Int?
 
+    @Option(help: "Seconds a max_in_flight lease lasts if its replica dies holding it (plus a delay key's max_delay; default 60; must exceed the longest request). Env: SLUICE_IN_FLIGHT_LEASE.")
+    var inFlightLease: Double?
+
     @Option(help: "trace, debug, info (one access-log line per request), notice, warning, error. Env: SLUICE_LOG_LEVEL.")
     var logLevel: String?
 
@@ -97,6 +100,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.failedAuthPolicy = ServiceConfiguration.failedAuthPolicy(
                 perMinute: try positive(authFailureRate, "SLUICE_AUTH_FAILURE_RATE", environment) ?? 30,
                 burst: try positive(authFailureBurst, "SLUICE_AUTH_FAILURE_BURST", environment) ?? 10)
+            configuration.inFlightLease = try seconds(inFlightLease, "SLUICE_IN_FLIGHT_LEASE", environment) ?? .seconds(60)
             configuration.localDenyEntries = try count(localDenyEntries, "SLUICE_LOCAL_DENY_ENTRIES", environment, maximum: 10_000_000) ?? 100_000
         } catch {
             // Refuse to start unsafely; the message names the variable, never its value.

@@ -12,7 +12,7 @@ enum LuaArguments {
     static let scripts: [(name: String, prefix: String, source: String)] = {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../lua").standardized.path
         return [("gcra", "ERR gcra: "), ("queue_enqueue", "ERR queue: "), ("queue_claim", "ERR queue: "), ("queue_complete", "ERR queue: "),
-                ("lock_release", "ERR lock: "), ("gcra_charge", "ERR gcra_charge: "), ("heartbeat", "ERR heartbeat: ")].map { name, prefix in
+                ("lock_release", "ERR lock: "), ("gcra_charge", "ERR gcra_charge: "), ("heartbeat", "ERR heartbeat: "), ("lease_acquire", "ERR lease: ")].map { name, prefix in
             (name, prefix, try! String(contentsOfFile: "\(directory)/\(name).lua", encoding: .utf8))
         }
     }()
