@@ -107,8 +107,11 @@ public final class DegradedLimiter: Sendable {
                 limiter.localDenial?.invalidate(key)
                 charged += 1
             } catch {
+                // Kept for the next try; a policy decided locally again meanwhile keeps its newer state.
                 states.withLock { cache in
-                    cache.set(key, Dictionary(uniqueKeysWithValues: policies.map { ($0.policy.name, $0) }))
+                    var kept = cache.get(key) ?? [:]
+                    for state in policies where kept[state.policy.name] == nil { kept[state.policy.name] = state }
+                    cache.set(key, kept)
                 }
             }
         }

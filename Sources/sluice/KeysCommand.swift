@@ -101,7 +101,7 @@ struct KeysCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runAdmin(api) { client throws(AdminCommandError) in
-                var fields = try settings.fields()
+                let fields = try settings.fields()
                 guard fields["name"] != nil, fields["scopes"] != nil else { throw .usage("create needs --name and at least one --scope") }
                 let key = try await client.call(.POST, "/v1/keys", json: fields) as? [String: Any] ?? [:]
                 if api.json { return printJSON(key) }
