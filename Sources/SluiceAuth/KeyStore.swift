@@ -8,20 +8,20 @@ import SluiceRedis
 /// state, so both land in one Redis Cluster slot); `sluice:keys` indexes the ids. Every change is
 /// announced on ``invalidationChannel`` so that replicas drop their cached copy at once.
 public struct KeyStore: Sendable {
-    public static let invalidationChannel = "sluice:keys:changed"
-    public let client: RedisClient
+    public static let invalidationChannel = Keyspace.apiKeyChanges
+    public let client: any RedisCommands
 
-    public init(client: RedisClient) {
+    public init(client: any RedisCommands) {
         self.client = client
     }
 
-    static func redisKey(_ id: String) -> String { "sluice:key:{\(id)}" }
+    static func redisKey(_ id: String) -> String { Keyspace.apiKey(id) }
 
     /// Stores a new record; false when the id is taken.
     public func create(_ record: KeyRecord) async throws(KeyStoreError) -> Bool {
         let reply = try await run(RedisCommand("SET", Self.redisKey(record.id), try encode(record), "NX"))
         guard reply.string == "OK" else { return false }
-        _ = try await run(RedisCommand("SADD", "sluice:keys", record.id))
+        _ = try await run(RedisCommand("SADD", Keyspace.apiKeyIDs, record.id))
         // Replicas that cached this id as unknown forget that at once.
         try await announce(record.id)
         return true
@@ -54,7 +54,7 @@ public struct KeyStore: Sendable {
 
     /// The ids of every stored key.
     public func ids() async throws(KeyStoreError) -> [String] {
-        try await run(RedisCommand("SMEMBERS", "sluice:keys")).array?.compactMap(\.string) ?? []
+        try await run(RedisCommand("SMEMBERS", Keyspace.apiKeyIDs)).array?.compactMap(\.string) ?? []
     }
 
     /// All records, by id.
@@ -78,7 +78,7 @@ public struct KeyStore: Sendable {
     public func delete(_ id: String) async throws(KeyStoreError) -> Bool {
         guard APIKey.isValidID(id) else { return false }
         let removed = try await run(RedisCommand("DEL", Self.redisKey(id))).int ?? 0
-        _ = try await run(RedisCommand("SREM", "sluice:keys", id))
+        _ = try await run(RedisCommand("SREM", Keyspace.apiKeyIDs, id))
         try await announce(id)
         return removed > 0
     }
@@ -88,11 +88,7 @@ public struct KeyStore: Sendable {
     }
 
     private func run(_ command: RedisCommand) async throws(KeyStoreError) -> RedisReply {
-        do {
-            return try await client.send(command)
-        } catch {
-            throw .redis(error)
-        }
+        try await client.send(command, failing: KeyStoreError.self)
     }
 
     private func encode(_ record: KeyRecord) throws(KeyStoreError) -> String {

@@ -1,3 +1,4 @@
+import SluiceCore
 import SluiceRedis
 
 /// A key's requests in flight across all replicas, as leases in Redis (`lua/lease_acquire.lua`).
@@ -20,27 +21,28 @@ public struct ConcurrencyLimiter: Sendable {
         case refused(held: Int, earliestExpiry: Duration)
     }
 
-    public let client: RedisClient
+    public let client: any RedisCommands
 
-    public init(client: RedisClient) {
+    public init(client: any RedisCommands) {
         self.client = client
     }
 
     /// The sorted set of `key`'s leases; hash-tagged like the key's other state (one cluster slot).
-    public static func redisKey(_ key: String) -> String { "sluice:inflight:{\(key)}" }
+    public static func redisKey(_ key: String) -> String { Keyspace.inFlight(key) }
 
     public func acquire(key: String, limit: Int, timeout: Duration) async throws(RateLimitError) -> Outcome {
         guard limit >= 1 else { throw .invalidArguments("limit must be >= 1") }
         let id = String(UInt64.random(in: .min ... .max), radix: 16) + String(UInt64.random(in: .min ... .max), radix: 16)
-        let reply: RedisReply
-        do {
-            reply = try await client.evaluate(
-                Self.script, keys: [Self.redisKey(key)], arguments: [String(limit), id, String(max(1, timeout.microseconds / 1000))])
+        let reply = try await client.evaluate(
+            Self.script, keys: [Self.redisKey(key)], arguments: [String(limit), id, String(max(1, timeout.microseconds / 1000))],
+            failing: RateLimitError.self)
+        let (taken, held, wait): (Int, Int, Int)
+        do throws(RedisError) {
+            var fields = try ReplyFields(reply, of: "lease_acquire")
+            try fields.expect(3)
+            (taken, held, wait) = (try fields.int(), try fields.int(), try fields.int())
         } catch {
             throw .redis(error)
-        }
-        guard let fields = reply.array, fields.count == 3, let taken = fields[0].int, let held = fields[1].int, let wait = fields[2].int else {
-            throw .redis(.unexpectedReply("lease_acquire answered \(reply)"))
         }
         return taken == 1 ? .acquired(Lease(key: key, id: id), held: held) : .refused(held: held, earliestExpiry: .milliseconds(wait))
     }

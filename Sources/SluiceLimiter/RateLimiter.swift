@@ -1,3 +1,4 @@
+import SluiceCore
 import SluiceRedis
 
 /// Exact, global GCRA rate limiting in Redis.
@@ -12,12 +13,12 @@ public struct RateLimiter: Sendable {
     /// `lua/gcra.lua`, embedded at build time; nothing reads `lua/` at run time.
     public static let script = RedisScript(name: "gcra", source: PackageResources.gcra_lua)
 
-    public let client: RedisClient
+    public let client: any RedisCommands
     public let namespace: String
     /// When set, requests that earlier replies prove Redis would deny are denied without a call.
     public let localDenial: LocalDenial?
 
-    public init(client: RedisClient, namespace: String = "sluice:rl", localDenial: LocalDenial? = nil) {
+    public init(client: any RedisCommands, namespace: String = Keyspace.rateLimits, localDenial: LocalDenial? = nil) {
         self.client = client
         self.namespace = namespace
         self.localDenial = localDenial
@@ -35,7 +36,7 @@ public struct RateLimiter: Sendable {
         if let localDenial {
             // At most a few rounds: each wait ends with a reply that moved the bounds.
             decide: for round in 0..<3 {
-                switch localDenial.path(key: key, policies: policies, cost: cost, horizon: horizon, epoch: client.redirects.moved) {
+                switch localDenial.path(key: key, policies: policies, cost: cost, horizon: horizon, epoch: client.layoutEpoch) {
                 case .denied(let decision): return decision
                 case .call(let isLeading):
                     leading = isLeading
@@ -51,38 +52,29 @@ public struct RateLimiter: Sendable {
         let keys = policies.map { redisKey(for: key, policy: $0) }
         var arguments = policies.flatMap { [String($0.burst), String($0.rate), $0.periodArgument, String(cost)] }
         if horizon > .zero { arguments.append(Policy.secondsArgument(horizon)) }
-        let reply: RedisReply
-        do {
-            reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments)
-        } catch {
-            throw .redis(error)
-        }
+        let reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments, failing: RateLimitError.self)
         var decision = try Self.decode(reply, policies: policies, cost: cost)
         decision.key = key
-        localDenial?.record(key: key, decision: decision, sentAt: sentAt, epoch: client.redirects.moved)
+        localDenial?.record(key: key, decision: decision, sentAt: sentAt, epoch: client.layoutEpoch)
         return decision
     }
 
     /// The denial Redis would certainly answer for this check, proven from earlier replies
     /// without a call (``LocalDenial``); `nil` when only Redis can decide.
     public func provenDenial(key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero) -> Decision? {
-        localDenial?.denial(key: key, policies: policies, cost: cost, horizon: horizon, epoch: client.redirects.moved)
+        localDenial?.denial(key: key, policies: policies, cost: cost, horizon: horizon, epoch: client.layoutEpoch)
     }
 
     /// Forgets the state of `key` for these policies (back to full burst).
     public func reset(key: String, policies: [Policy]) async throws(RateLimitError) {
         try validate(key: key, policies: policies, cost: 0)
         localDenial?.invalidate(key)
-        do {
-            _ = try await client.send(RedisCommand("DEL", policies.map { redisKey(for: key, policy: $0) }))
-        } catch {
-            throw .redis(error)
-        }
+        _ = try await client.send(RedisCommand("DEL", policies.map { redisKey(for: key, policy: $0) }), failing: RateLimitError.self)
     }
 
     /// The Redis key holding one policy's state for `key`.
     public func redisKey(for key: String, policy: Policy) -> String {
-        "\(namespace):{\(key)}:\(policy.name)"
+        Keyspace.rateLimit(key, policy: policy.name, namespace: namespace)
     }
 
     private func validate(key: String, policies: [Policy], cost: Int) throws(RateLimitError) {
@@ -102,50 +94,50 @@ public struct RateLimiter: Sendable {
         guard cost >= 0 else { throw .invalidArguments("cost must be >= 0") }
     }
 
-    /// Decodes the script's reply (see the contract at the top of `lua/gcra.lua`).
+    /// Decodes the script's reply (see the contract at the top of `lua/gcra.lua`): the decisive
+    /// policy's fields, then three per policy, then (from newer scripts) the delay and Redis' time.
     static func decode(_ reply: RedisReply, policies: [Policy], cost: Int) throws(RateLimitError) -> Decision {
-        guard let fields = reply.array, fields.count >= 5 + 3 * policies.count,
-            let allowed = fields[0].int, let remaining = fields[1].int,
-            let retryAfter = fields[2].double, let resetAfter = fields[3].double,
-            let decisive = fields[4].int, policies.indices.contains(decisive - 1)
-        else {
-            throw .redis(.unexpectedReply("gcra answered \(reply)"))
-        }
-        let tail = 5 + 3 * policies.count
-        let decidedAt = fields.count > tail + 1 ? fields[tail + 1].int.map(Int64.init) ?? 0 : 0
-        var states: [Decision.PolicyState] = []
-        for (index, policy) in policies.enumerated() {
-            let base = 5 + 3 * index
-            guard let remaining = fields[base].int, let retry = fields[base + 1].double,
-                let resetText = fields[base + 2].string, let reset = Double(resetText)
-            else {
-                throw .redis(.unexpectedReply("gcra answered \(reply)"))
+        do throws(RedisError) {
+            var fields = try ReplyFields(reply, of: "gcra")
+            try fields.expect(5 + 3 * policies.count, atLeast: true)
+            let allowed = try fields.int(), remaining = try fields.int()
+            let retryAfter = try fields.double(), resetAfter = try fields.double()
+            let decisive = try fields.int()
+            guard policies.indices.contains(decisive - 1) else { throw fields.mismatch("a policy index at field 4") }
+            var perPolicy: [(remaining: Int, retry: Double, reset: String)] = []
+            for _ in policies {
+                let remaining = try fields.int(), retry = try fields.double(), reset = try fields.string()
+                guard Double(reset) != nil else { throw fields.mismatch("a number at field \(fields.position - 1)") }
+                perPolicy.append((remaining, retry, reset))
             }
-            states.append(
+            let delay = fields.remaining > 0 ? try fields.next().double ?? 0 : 0
+            let decidedAt = fields.remaining > 0 ? try fields.next().int.map(Int64.init) ?? 0 : 0
+            let states = zip(policies, perPolicy).map { policy, state in
                 Decision.PolicyState(
                     policy: policy,
-                    remaining: remaining,
-                    retryAfter: retry < 0 ? nil : .seconds(retry),
-                    resetAfter: .seconds(reset),
+                    remaining: state.remaining,
+                    retryAfter: state.retry < 0 ? nil : .seconds(state.retry),
+                    resetAfter: .seconds(Double(state.reset) ?? 0),
                     // Parsed from the digits, not the Double: a TAT one µs high would not be a bound.
-                    tat: decidedAt + (Self.microseconds(resetText) ?? 0)
+                    tat: decidedAt + (Self.microseconds(state.reset) ?? 0)
                 )
+            }
+            let policy = policies[decisive - 1]
+            // A cost of 0 is never "admitted" by the script (allowed = cost = 0) but is not a denial.
+            let isAllowed = cost == 0 ? retryAfter < 0 : allowed > 0
+            return Decision(
+                isAllowed: isAllowed,
+                policy: policy,
+                remaining: remaining,
+                retryAfter: isAllowed || cost > policy.burst ? nil : .seconds(retryAfter),
+                resetAfter: .seconds(resetAfter),
+                states: states,
+                delay: .microseconds(Int64((delay * 1_000_000).rounded())),
+                decidedAt: decidedAt
             )
+        } catch {
+            throw .redis(error)
         }
-        let policy = policies[decisive - 1]
-        // A cost of 0 is never "admitted" by the script (allowed = cost = 0) but is not a denial.
-        let isAllowed = cost == 0 ? retryAfter < 0 : allowed > 0
-        let delay = fields.count > tail ? fields[tail].double ?? 0 : 0
-        return Decision(
-            isAllowed: isAllowed,
-            policy: policy,
-            remaining: remaining,
-            retryAfter: isAllowed || cost > policy.burst ? nil : .seconds(retryAfter),
-            resetAfter: .seconds(resetAfter),
-            states: states,
-            delay: .microseconds(Int64((delay * 1_000_000).rounded())),
-            decidedAt: decidedAt
-        )
     }
 
     /// Exact µs of a non-negative `"%.6f"` seconds string of the script; `nil` for anything else.

@@ -1,3 +1,4 @@
+import SluiceCore
 import Logging
 import SluiceRedis
 import Synchronization
@@ -8,7 +9,7 @@ import Synchronization
 /// closes an open breaker, its failure counts towards opening one.
 public final class ReplicaHeartbeat: Sendable {
     public static let script = RedisScript(name: "heartbeat", source: PackageResources.heartbeat_lua)
-    public static let key = "sluice:replicas"
+    public static let key = Keyspace.replicas
     public static let interval: Duration = .milliseconds(500)
     /// A replica silent for this long is no longer counted.
     public static let lifetime: Duration = .seconds(3)
@@ -24,7 +25,7 @@ public final class ReplicaHeartbeat: Sendable {
     public var liveReplicas: Int { count.load(ordering: .relaxed) }
 
     /// Beats until the task is cancelled.
-    public func run(client: RedisClient, breaker: CircuitBreaker, logger: Logger) async {
+    public func run(client: any RedisCommands, breaker: CircuitBreaker, logger: Logger) async {
         var lastWarning: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {

@@ -11,22 +11,22 @@ import SluiceRedis
 /// - `sluice:{models}:previous` — the version active before it (kept by ``prune(retention:)``);
 /// - `sluice:{models}:bootstrap-lock` — held by the one replica that trains version 1.
 public struct ModelRegistry: Sendable {
-    public static let activationChannel = "sluice:models:activated"
-    public let client: RedisClient
+    public static let activationChannel = Keyspace.Models.activations
+    public let client: any RedisCommands
     public let signer: ArtifactSigner
 
-    public init(client: RedisClient, signer: ArtifactSigner) {
+    public init(client: any RedisCommands, signer: ArtifactSigner) {
         self.client = client
         self.signer = signer
     }
 
-    private static func artifactKey(_ version: Int) -> String { "sluice:{models}:artifact:\(version)" }
+    private static func artifactKey(_ version: Int) -> String { Keyspace.Models.artifact(version) }
 
     /// Assigns the next version, signs and stores the artifact (it is not activated), and returns
     /// it as decoded from the stored bytes: exactly what replicas will load.
     public func store(_ candidate: ModelArtifact) async throws(ModelError) -> ModelArtifact {
         var artifact = candidate
-        guard let version = try await run(RedisCommand("INCR", "sluice:{models}:next")).int else {
+        guard let version = try await run(RedisCommand("INCR", Keyspace.Models.nextVersion)).int else {
             throw .redis(.unexpectedReply("INCR answered no integer"))
         }
         artifact.version = version
@@ -41,7 +41,7 @@ public struct ModelRegistry: Sendable {
         _ = try await run(
             RedisCommand(arguments: [Array("HSET".utf8), Array(Self.artifactKey(version).utf8), Array("artifact".utf8), bytes,
                                      Array("hmac".utf8), Array(signature.utf8)]))
-        _ = try await run(RedisCommand("SADD", "sluice:{models}:versions", String(version)))
+        _ = try await run(RedisCommand("SADD", Keyspace.Models.versions, String(version)))
         return artifact
     }
 
@@ -59,16 +59,16 @@ public struct ModelRegistry: Sendable {
     }
 
     public func activeVersion() async throws(ModelError) -> Int? {
-        try await run(RedisCommand("GET", "sluice:{models}:active")).int
+        try await run(RedisCommand("GET", Keyspace.Models.active)).int
     }
 
     /// Makes `version` the served model on every replica (after verifying it); the version it
     /// replaces is remembered as the previous one, which ``prune(retention:)`` keeps.
     public func activate(_ version: Int) async throws(ModelError) {
         _ = try await load(version)
-        let replaced = try await run(RedisCommand("SET", "sluice:{models}:active", String(version), "GET")).int
+        let replaced = try await run(RedisCommand("SET", Keyspace.Models.active, String(version), "GET")).int
         if let replaced, replaced != version {
-            _ = try await run(RedisCommand("SET", "sluice:{models}:previous", String(replaced)))
+            _ = try await run(RedisCommand("SET", Keyspace.Models.previous, String(replaced)))
         }
         _ = try await run(RedisCommand("PUBLISH", Self.activationChannel, String(version)))
     }
@@ -80,19 +80,19 @@ public struct ModelRegistry: Sendable {
         let versions = try await self.versions()
         guard versions.count > retention else { return [] }
         var kept = Set(versions.suffix(retention))
-        for protected in ["sluice:{models}:active", "sluice:{models}:previous"] {
+        for protected in [Keyspace.Models.active, Keyspace.Models.previous] {
             if let version = try await run(RedisCommand("GET", protected)).int { kept.insert(version) }
         }
         let doomed = versions.filter { !kept.contains($0) }
         for version in doomed {
-            _ = try await run(RedisCommand("SREM", "sluice:{models}:versions", String(version)))
+            _ = try await run(RedisCommand("SREM", Keyspace.Models.versions, String(version)))
             _ = try await run(RedisCommand("DEL", Self.artifactKey(version)))
         }
         return doomed
     }
 
     public func versions() async throws(ModelError) -> [Int] {
-        (try await run(RedisCommand("SMEMBERS", "sluice:{models}:versions")).array ?? []).compactMap(\.int).sorted()
+        (try await run(RedisCommand("SMEMBERS", Keyspace.Models.versions)).array ?? []).compactMap(\.int).sorted()
     }
 
     /// Ensures a model is active: the replica that wins the lock trains one with `train` and
@@ -103,7 +103,7 @@ public struct ModelRegistry: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let active = try await activeVersion() { return active }
-            let lock = try await run(RedisCommand("SET", "sluice:{models}:bootstrap-lock", owner, "NX", "PX", "30000"))
+            let lock = try await run(RedisCommand("SET", Keyspace.Models.bootstrapLock, owner, "NX", "PX", "30000"))
             if lock.string == "OK" {
                 let artifact = try await store(train())
                 try await activate(artifact.version)
@@ -122,21 +122,13 @@ public struct ModelRegistry: Sendable {
     /// Deletes the bootstrap lock if `owner` still holds it; true when it did.
     @discardableResult
     func releaseBootstrapLock(owner: String) async throws(ModelError) -> Bool {
-        do {
-            return try await client.evaluate(Self.lockRelease, keys: ["sluice:{models}:bootstrap-lock"], arguments: [owner]).int == 1
-        } catch {
-            throw .redis(error)
-        }
+        try await client.evaluate(Self.lockRelease, keys: [Keyspace.Models.bootstrapLock], arguments: [owner], failing: ModelError.self).int == 1
     }
 
     static let lockRelease = RedisScript(name: "lock_release", source: PackageResources.lock_release_lua)
 
     private func run(_ command: RedisCommand) async throws(ModelError) -> RedisReply {
-        do {
-            return try await client.send(command)
-        } catch {
-            throw .redis(error)
-        }
+        try await client.send(command, failing: ModelError.self)
     }
 
     static let encoder = JSONEncoder.sluice

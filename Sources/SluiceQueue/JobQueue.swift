@@ -17,10 +17,10 @@ public struct JobQueue: Sendable {
     static let claimScript = RedisScript(name: "queue_claim", source: PackageResources.queue_claim_lua)
     static let completeScript = RedisScript(name: "queue_complete", source: PackageResources.queue_complete_lua)
 
-    public let client: RedisClient
+    public let client: any RedisCommands
     public let namespace: String
 
-    public init(client: RedisClient, namespace: String = "sluice:{jobs}") {
+    public init(client: any RedisCommands, namespace: String = Keyspace.legacyJobs) {
         self.client = client
         self.namespace = namespace
     }
@@ -38,10 +38,11 @@ public struct JobQueue: Sendable {
         let reply = try await run(
             Self.enqueueScript, keys: [dueKey, depthKey, jobKey(id)],
             arguments: [id.rawValue, keyID, input, String(notBefore), String(maxDepth)])
-        guard let fields = reply.array, fields.count == 2, let queued = fields[0].int, let depth = fields[1].int else {
-            throw .unexpectedReply("\(reply)")
+        return try Self.decoding(reply, of: "queue_enqueue") { fields throws(RedisError) in
+            try fields.expect(2)
+            let queued = try fields.int(), depth = try fields.int()
+            return queued == 1 ? depth : nil
         }
-        return queued == 1 ? depth : nil
     }
 
     /// What one claim brought back.
@@ -87,24 +88,27 @@ public struct JobQueue: Sendable {
         let reply = try await run(
             Self.claimScript, keys: [dueKey, runningKey, statsKey, claimKey(token)] + candidates.map { jobPrefix + $0 },
             arguments: [String(count), String(micros), worker, String(reclaimable.count)] + candidates)
-        guard let fields = reply.array, fields.count >= 3, (fields.count - 3) % 5 == 0,
-            let now = fields[0].int.map(Int64.init), let next = fields[1].int.map(Int64.init), let reclaimed = fields[2].int
-        else { throw .unexpectedReply("\(reply)") }
-        var jobs: [Job] = []
-        for base in stride(from: 3, to: fields.count, by: 5) {
-            guard let id = fields[base].string.flatMap(JobID.init), let keyID = fields[base + 1].string,
-                let input = fields[base + 2].string, let notBefore = fields[base + 3].int, let attempts = fields[base + 4].int
-            else { throw .unexpectedReply("\(reply)") }
-            jobs.append(
-                Job(id: id, keyID: keyID, input: input, status: .running, notBefore: Int64(notBefore), createdAt: 0,
-                    startedAt: now, attempts: attempts))
+        return try Self.decoding(reply, of: "queue_claim") { fields throws(RedisError) in
+            try fields.expect(3, atLeast: true)
+            guard (fields.remaining - 3) % 5 == 0 else { throw fields.mismatch("3 + 5 × jobs fields") }
+            let now = try fields.int64(), next = try fields.int64(), reclaimed = try fields.int()
+            var jobs: [Job] = []
+            while fields.remaining > 0 {
+                guard let id = JobID(try fields.string()) else { throw fields.mismatch("a job id at field \(fields.position - 1)") }
+                let keyID = try fields.string(), input = try fields.string(), notBefore = try fields.int64(), attempts = try fields.int()
+                jobs.append(
+                    Job(id: id, keyID: keyID, input: input, status: .running, notBefore: notBefore, createdAt: 0, startedAt: now, attempts: attempts))
+            }
+            return Claim(now: now, nextDue: next < 0 ? nil : next, reclaimed: reclaimed, jobs: jobs)
         }
-        return Claim(now: now, nextDue: next < 0 ? nil : next, reclaimed: reclaimed, jobs: jobs)
     }
 
     private static func ids(_ reply: RedisReply) throws(QueueError) -> [String] {
-        guard let items = reply.array else { throw .unexpectedReply("\(reply)") }
-        return items.compactMap(\.string)
+        try decoding(reply, of: "ZRANGE") { fields throws(RedisError) in
+            var ids: [String] = []
+            while fields.remaining > 0 { if let id = try fields.optionalString() { ids.append(id) } }
+            return ids
+        }
     }
 
     /// The outcome of a job the worker ran.
@@ -125,7 +129,7 @@ public struct JobQueue: Sendable {
         let reply = try await run(
             Self.completeScript, keys: [runningKey, depthKey, statsKey, jobKey(id)],
             arguments: [id.rawValue, status, value, String(max(1, resultLifetime.components.seconds)), worker])
-        guard let written = reply.int else { throw .unexpectedReply("\(reply)") }
+        guard let written = reply.int else { throw .unexpectedReply("queue_complete answered \(reply)") }
         return written == 1
     }
 
@@ -133,51 +137,60 @@ public struct JobQueue: Sendable {
     public func job(_ id: JobID) async throws(QueueError) -> Job? {
         let names = ["key_id", "input", "status", "not_before", "created_at", "started_at", "completed_at", "attempts", "result", "error"]
         let reply = try await send(RedisCommand("HMGET", [jobKey(id)] + names))
-        guard let fields = reply.array, fields.count == names.count else { throw .unexpectedReply("\(reply)") }
-        guard let keyID = fields[0].string, let status = fields[2].string.flatMap(Job.Status.init(rawValue:)),
-            let notBefore = fields[3].int
-        else { return nil }
-        return Job(
-            id: id, keyID: keyID, input: fields[1].string ?? "", status: status, notBefore: Int64(notBefore),
-            createdAt: Int64(fields[4].int ?? 0), startedAt: fields[5].int.map(Int64.init), completedAt: fields[6].int.map(Int64.init),
-            attempts: fields[7].int ?? 0, result: fields[8].string, error: fields[9].string)
+        return try Self.decoding(reply, of: "HMGET") { fields throws(RedisError) in
+            try fields.expect(names.count)
+            let keyID = try fields.optionalString(), input = try fields.optionalString()
+            let status = try fields.optionalString().flatMap(Job.Status.init(rawValue:)), notBefore = try fields.optionalInt()
+            let createdAt = try fields.optionalInt(), startedAt = try fields.optionalInt(), completedAt = try fields.optionalInt()
+            let attempts = try fields.optionalInt(), result = try fields.optionalString(), error = try fields.optionalString()
+            guard let keyID, let status, let notBefore else { return nil }
+            return Job(
+                id: id, keyID: keyID, input: input ?? "", status: status, notBefore: Int64(notBefore), createdAt: Int64(createdAt ?? 0),
+                startedAt: startedAt.map(Int64.init), completedAt: completedAt.map(Int64.init), attempts: attempts ?? 0, result: result,
+                error: error)
+        }
     }
 
     /// Jobs pending (queued or running) in all, and per key id.
     public func depth() async throws(QueueError) -> (total: Int, perKey: [String: Int]) {
-        let reply = try await send(RedisCommand("HGETALL", depthKey))
-        guard let fields = reply.array, fields.count % 2 == 0 else { throw .unexpectedReply("\(reply)") }
-        var perKey: [String: Int] = [:]
-        for index in stride(from: 0, to: fields.count, by: 2) {
-            if let key = fields[index].string, let depth = fields[index + 1].int { perKey[key] = depth }
-        }
+        let perKey = try await counters(depthKey)
         return (perKey.values.reduce(0, +), perKey)
     }
 
     /// Totals over every worker: `completed`, `failed`, `reclaimed`.
     public func stats() async throws(QueueError) -> [String: Int] {
-        let reply = try await send(RedisCommand("HGETALL", statsKey))
-        guard let fields = reply.array, fields.count % 2 == 0 else { throw .unexpectedReply("\(reply)") }
-        var stats: [String: Int] = [:]
-        for index in stride(from: 0, to: fields.count, by: 2) {
-            if let name = fields[index].string, let value = fields[index + 1].int { stats[name] = value }
+        try await counters(statsKey)
+    }
+
+    /// A hash of integer counters, by field.
+    private func counters(_ key: String) async throws(QueueError) -> [String: Int] {
+        let reply = try await send(RedisCommand("HGETALL", key))
+        return try Self.decoding(reply, of: "HGETALL") { fields throws(RedisError) in
+            guard fields.remaining % 2 == 0 else { throw fields.mismatch("field-value pairs") }
+            var counters: [String: Int] = [:]
+            while fields.remaining > 0 {
+                let name = try fields.optionalString(), value = try fields.optionalInt()
+                if let name, let value { counters[name] = value }
+            }
+            return counters
         }
-        return stats
+    }
+
+    /// Decodes a reply's fields with `read`; a reply of the wrong shape is ``QueueError/unexpectedReply(_:)``.
+    private static func decoding<T>(_ reply: RedisReply, of source: String, _ read: (inout ReplyFields) throws(RedisError) -> T) throws(QueueError) -> T {
+        do throws(RedisError) {
+            var fields = try ReplyFields(reply, of: source)
+            return try read(&fields)
+        } catch {
+            throw .unexpectedReply("\(error)")
+        }
     }
 
     private func run(_ script: RedisScript, keys: [String], arguments: [String]) async throws(QueueError) -> RedisReply {
-        do {
-            return try await client.evaluate(script, keys: keys, arguments: arguments)
-        } catch {
-            throw .redis(error)
-        }
+        try await client.evaluate(script, keys: keys, arguments: arguments, failing: QueueError.self)
     }
 
     private func send(_ command: RedisCommand) async throws(QueueError) -> RedisReply {
-        do {
-            return try await client.send(command)
-        } catch {
-            throw .redis(error)
-        }
+        try await client.send(command, failing: QueueError.self)
     }
 }

@@ -1,3 +1,4 @@
+import SluiceCore
 import SluiceRedis
 import Synchronization
 
@@ -14,17 +15,17 @@ import Synchronization
 public struct PartitionedJobQueue: Sendable {
     public static let partitionCount = 16
 
-    public let client: RedisClient
+    public let client: any RedisCommands
     /// The partitions new jobs go to.
     let partitions: [JobQueue]
     /// Where jobs queued by earlier versions wait: claimed and looked up, never written.
     let legacy: JobQueue
     private let cursor = Cursor()
 
-    public init(client: RedisClient, namespace: String = "sluice") {
+    public init(client: any RedisCommands) {
         self.client = client
-        self.partitions = (0..<Self.partitionCount).map { JobQueue(client: client, namespace: "\(namespace):{jobs:\($0)}") }
-        self.legacy = JobQueue(client: client, namespace: "\(namespace):{jobs}")
+        self.partitions = (0..<Self.partitionCount).map { JobQueue(client: client, namespace: Keyspace.jobPartition($0)) }
+        self.legacy = JobQueue(client: client, namespace: Keyspace.legacyJobs)
     }
 
     /// The partition of an API key's jobs.

@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// Size the pool to the cores, not to the request concurrency: each connection already batches
 /// every concurrent caller into one round trip, and more connections only add contention.
-public final class RedisClient: Sendable {
+public final class RedisClient: RedisCommands {
     public let configuration: RedisConfiguration
     private let connections: [RedisConnection]
     private let router: ClusterRouter?
@@ -39,9 +39,7 @@ public final class RedisClient: Sendable {
     /// Redis Cluster redirects followed so far (zero for one Redis).
     public var redirects: (moved: Int, ask: Int) { router?.redirects ?? (0, 0) }
 
-    public func send(_ name: String, _ arguments: String...) async throws(RedisError) -> RedisReply {
-        try await send(RedisCommand(name, arguments))
-    }
+    public var layoutEpoch: Int { redirects.moved }
 
     /// Runs a script with `EVALSHA`, loading it first if needed; after `NOSCRIPT` (Redis restarted,
     /// failed over or flushed its scripts) it runs the source with `EVAL`, which caches it again.

@@ -79,8 +79,11 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
 public protocol RedisBackedError: Error {
     /// The Redis failure behind this error, if it is one.
     var redisCause: RedisError? { get }
+    /// The store's error for a failed Redis call (its `.redis` case).
+    static func redis(_ error: RedisError) -> Self
 }
 
 extension RedisError: RedisBackedError {
     public var redisCause: RedisError? { self }
+    public static func redis(_ error: RedisError) -> RedisError { error }
 }

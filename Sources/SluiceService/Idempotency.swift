@@ -16,7 +16,7 @@ import SluiceRedis
 /// reads an existing one. Answers are kept 24 h; a `429` only until its `Retry-After` (a retry
 /// after that is a fresh attempt); a `5xx` is not kept (the client may retry).
 struct IdempotencyStore: Sendable {
-    let client: RedisClient
+    let client: any RedisCommands
     static let lifetime: Duration = .seconds(24 * 3600)
 
     /// The header's value: an RFC 8941 string (`"…"`) or, as most clients send it, the bare value;
@@ -68,7 +68,7 @@ struct IdempotencyStore: Sendable {
 
     func redisKey(keyID: String, idempotencyKey: String) -> String {
         let digest = SHA256.hash(data: Array(idempotencyKey.utf8)).map { String(format: "%02x", $0) }.joined()
-        return "sluice:idem:{\(keyID)}:\(digest)"
+        return Keyspace.idempotency(keyID: keyID, digest: digest)
     }
 
     /// Claims the key for `lease` (how long serving may take), or reads what it holds.

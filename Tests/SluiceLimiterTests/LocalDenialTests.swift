@@ -74,8 +74,8 @@ struct LocalDenialTests {
         print("local denials: \(result.local), Redis denied \(result.redisDenied), admitted once its clock passed the proven time \(result.admittedAfter)")
         #expect(result.local > 200, "a 3 s flood over four keys must be denied locally often: \(result.local)")
         #expect(result.redisDenied > result.local * 9 / 10, "Redis confirmed \(result.redisDenied) of \(result.local) local denials")
-        for limiter in limiters { limiter.client.shutdown() }
-        plain.client.shutdown()
+        for limiter in limiters { (limiter.client as? RedisClient)?.shutdown() }
+        (plain.client as? RedisClient)?.shutdown()
     }
 
     /// One trace, decided by three replicas with local denial and by three without (apart in
@@ -122,7 +122,7 @@ struct LocalDenialTests {
         }
         #expect(result.local > 1_000, "most of the 10× flood is denied locally: \(result.local)")
         print("same trace: admitted with local denial \(keys.map { result.with[$0]?.count ?? 0 }), without \(keys.map { result.without[$0]?.count ?? 0 }); \(result.local) of 20000 denied locally")
-        for limiter in withLocal + without { limiter.client.shutdown() }
+        for limiter in withLocal + without { (limiter.client as? RedisClient)?.shutdown() }
     }
 
     /// The most admitted beyond burst + rate × window over all windows between admissions.
@@ -140,7 +140,7 @@ struct LocalDenialTests {
 
     @Test func changedPoliciesInvalidationAndResetEndLocalDenial() async throws {
         let limiter = RateLimiter(client: try RedisServer.sharedClient(), namespace: "\(prefix)c", localDenial: LocalDenial())
-        defer { limiter.client.shutdown() }
+        defer { (limiter.client as? RedisClient)?.shutdown() }
         let key = "\(prefix)-c"
         let policy = Policy(rate: 1, period: .seconds(60), burst: 2)
         for _ in 0..<3 { _ = try await limiter.check(key: key, policies: [policy]) }
@@ -165,7 +165,7 @@ struct LocalDenialTests {
 
     @Test func boundsAreKeptForAtMostCapacityKeys() async throws {
         let limiter = RateLimiter(client: try RedisServer.sharedClient(), namespace: "\(prefix)l", localDenial: LocalDenial(capacity: 3))
-        defer { limiter.client.shutdown() }
+        defer { (limiter.client as? RedisClient)?.shutdown() }
         let policy = Policy(rate: 1, period: .seconds(60), burst: 1)
         for index in 0..<5 {
             for _ in 0..<2 { _ = try await limiter.check(key: "\(prefix)-\(index)", policies: [policy]) }

@@ -36,7 +36,7 @@ struct RateLimiterTests {
     @Test func concurrentChecksFromTwoClientsAdmitExactlyTheBurst() async throws {
         // Two clients stand for two replicas; refill is negligible (1 per hour).
         let other = RateLimiter(client: try RedisServer.sharedClient())
-        defer { other.client.shutdown() }
+        defer { (other.client as? RedisClient)?.shutdown() }
         let policy = Policy(rate: 1, period: .seconds(3600), burst: 100)
         let admitted = Counter()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -120,7 +120,7 @@ struct RateLimiterTests {
         var configuration = server.configuration()
         configuration.commandTimeout = .milliseconds(200)
         let isolated = RateLimiter(client: RedisClient(configuration: configuration, logger: Logger(label: "test")))
-        defer { isolated.client.shutdown() }
+        defer { (isolated.client as? RedisClient)?.shutdown() }
         #expect(try await isolated.check(key: key, policies: [Policy(rate: 1)]).isAllowed)
         server.stop()
         let error = await #expect(throws: RateLimitError.self) {

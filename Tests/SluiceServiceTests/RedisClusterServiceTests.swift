@@ -1,6 +1,7 @@
 import Foundation
 import SluiceAuth
 import SluiceQueue
+import SluiceRedis
 import SluiceTestSupport
 import Testing
 
@@ -109,7 +110,7 @@ extension RedisClusterServiceTests {
         try await successor.waitUntilHealthy()
 
         let queue = PartitionedJobQueue(client: try redis.client())
-        defer { queue.client.shutdown() }
+        defer { (queue.client as? RedisClient)?.shutdown() }
         let deadline = ContinuousClock.now + .seconds(60)
         while try await queue.depth().total > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(250)) }
         var succeeded = 0

@@ -1,0 +1,54 @@
+/// Every Redis key and pub/sub channel Sluice uses, spelled once. Nothing else writes `sluice:…`;
+/// the ACLs in `deploy/redis/` grant these patterns (`~sluice:*`, `&sluice:*`).
+///
+/// A `{…}` part is a Redis Cluster hash tag: keys with the same tag share a slot, which a script
+/// touching several of them (a key's policies, one queue partition, the model registry) needs.
+public enum Keyspace {
+    // MARK: API keys
+
+    /// One API key's record (JSON); tagged with the key id, like its limiter state.
+    public static func apiKey(_ id: String) -> String { "sluice:key:{\(id)}" }
+    /// The set of every key id.
+    public static let apiKeyIDs = "sluice:keys"
+    /// Channel: a key id whose record changed (created, updated, rotated, deleted).
+    public static let apiKeyChanges = "sluice:keys:changed"
+
+    // MARK: Limits
+
+    /// Where rate-limiter state lives: `<namespace>:{<limiter key>}:<policy>`.
+    public static let rateLimits = "sluice:rl"
+    /// The state of one policy of one limiter key (an API key id, or `client-<address>`).
+    public static func rateLimit(_ key: String, policy: String, namespace: String = rateLimits) -> String {
+        "\(namespace):{\(key)}:\(policy)"
+    }
+    /// `max_in_flight`: the leases of one key's requests in flight (a sorted set by deadline).
+    public static func inFlight(_ key: String) -> String { "sluice:inflight:{\(key)}" }
+    /// Live replicas (a sorted set by heartbeat deadline).
+    public static let replicas = "sluice:replicas"
+
+    // MARK: Jobs
+
+    /// The namespace of job-queue partition `index`.
+    public static func jobPartition(_ index: Int) -> String { "sluice:{jobs:\(index)}" }
+    /// The single queue of versions before partitioning: still drained, never written.
+    public static let legacyJobs = "sluice:{jobs}"
+
+    // MARK: Idempotency
+
+    /// A stored answer to one `Idempotency-Key` (`digest`: its SHA-256, hex) of one API key.
+    public static func idempotency(keyID: String, digest: String) -> String { "sluice:idem:{\(keyID)}:\(digest)" }
+
+    // MARK: Models
+
+    /// The model registry: one hash tag, so the registry is one Redis Cluster slot.
+    public enum Models {
+        public static func artifact(_ version: Int) -> String { "sluice:{models}:artifact:\(version)" }
+        public static let versions = "sluice:{models}:versions"
+        public static let nextVersion = "sluice:{models}:next"
+        public static let active = "sluice:{models}:active"
+        public static let previous = "sluice:{models}:previous"
+        public static let bootstrapLock = "sluice:{models}:bootstrap-lock"
+        /// Channel: the version just activated.
+        public static let activations = "sluice:models:activated"
+    }
+}

@@ -1,0 +1,40 @@
+/// The narrow view of Redis that the limiter, the queue and the stores depend on: send a command,
+/// run a script. Owned here, next to the client, the way go-redis/redis_rate owns its `rediser`
+/// interface: a store never sees pools, cluster routing or TLS, and a second implementation (one
+/// Redis or a Redis Cluster behind ``RedisClient``, a recording wrapper in a test) fits in.
+public protocol RedisCommands: Sendable {
+    /// Sends one command and returns its reply; error replies are thrown as ``RedisError/server(_:)``.
+    func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply
+    /// Runs a script by its SHA1, loading it again whenever Redis has forgotten it.
+    func evaluate(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisReply
+    /// Changes whenever the cluster's slots are seen to move (a `MOVED` redirect): state derived
+    /// from one node's clock is only comparable within one epoch. Always 0 for one Redis.
+    var layoutEpoch: Int { get }
+}
+
+extension RedisCommands {
+    public func send(_ name: String, _ arguments: String...) async throws(RedisError) -> RedisReply {
+        try await send(RedisCommand(name, arguments))
+    }
+
+    /// ``send(_:)`` for a store whose errors wrap Redis' (`KeyStoreError.redis`, …): the one place a
+    /// ``RedisError`` is turned into a store's own error.
+    public func send<Failure: RedisBackedError>(_ command: RedisCommand, failing _: Failure.Type) async throws(Failure) -> RedisReply {
+        do {
+            return try await send(command)
+        } catch {
+            throw Failure.redis(error)
+        }
+    }
+
+    /// ``evaluate(_:keys:arguments:)`` for a store whose errors wrap Redis'.
+    public func evaluate<Failure: RedisBackedError>(
+        _ script: RedisScript, keys: [String], arguments: [String], failing _: Failure.Type
+    ) async throws(Failure) -> RedisReply {
+        do {
+            return try await evaluate(script, keys: keys, arguments: arguments)
+        } catch {
+            throw Failure.redis(error)
+        }
+    }
+}
