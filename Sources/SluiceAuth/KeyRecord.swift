@@ -6,26 +6,6 @@ import SluiceLimiter
 ///
 /// Encoded with snake_case fields, as the HTTP API shows it; ``secrets`` never leaves the server.
 public struct KeyRecord: Sendable, Codable, Equatable {
-    /// What happens to a request over the key's limit.
-    public enum Overflow: String, Sendable, Codable {
-        /// `429 Too Many Requests` with `Retry-After`.
-        case reject
-        /// The replica holds the request until its slot (at most ``KeyRecord/maxDelay``), then serves it.
-        case delay
-        /// The request is queued for a worker (slot at most ``KeyRecord/maxQueueDelay`` away, at most
-        /// ``KeyRecord/maxDepth`` jobs pending) and answered with `202 Accepted`.
-        case queue
-    }
-
-    /// What the key's requests get while Redis is unreachable (`on_redis_failure`).
-    public enum RedisFailureMode: String, Sendable, Codable {
-        /// `503 Service Unavailable`, as for every key by default (fail-secure).
-        case closed
-        /// Served by the replica's own limiter at its share of the key's limits (degraded
-        /// mode); only for keys whose only scope is `predict`.
-        case local
-    }
-
     /// One accepted secret, as its hash; a rotated-out secret keeps working until `validUntil`.
     public struct StoredSecret: Sendable, Codable, Equatable {
         public var hash: KeyHash
@@ -45,55 +25,27 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public var id: String
     public var name: String
     public var scopes: [Scope]
-    public var policies: [Policy]
-    public var quotaPerDay: Int?
-    public var overflow: Overflow
-    /// `max_delay`: the longest a `delay` key's request is held, in seconds (default 1).
-    public var maxDelay: Double?
-    /// `max_queue_delay`: the furthest slot a job may be queued for, in seconds (default 60).
-    public var maxQueueDelay: Double?
-    /// `max_depth`: the most jobs pending for this key at once (default 1000).
-    public var maxDepth: Int?
+    /// Its limits and what happens beyond them: the limiter's business, carried here as one value.
+    public var plan: KeyPlan
     /// `output`: how much of each prediction the key receives (default: full probabilities).
     public var output: PredictionOutput?
-    /// `retry_after_jitter`: seconds (0-60, default 0) of uniform random extra added to this key's
-    /// `Retry-After`, so that clients refused together do not all come back at once.
-    public var retryAfterJitter: Double?
-    /// `max_in_flight`: the most requests of this key served at once across all replicas
-    /// (default: no limit).
-    public var maxInFlight: Int?
-    /// `on_redis_failure` (default `closed`).
-    public var onRedisFailure: RedisFailureMode?
     public var expiresAt: Date?
     public var createdAt: Date
     public var secrets: [StoredSecret]
 
     public init(
-        id: String, name: String, scopes: [Scope], policies: [Policy] = [KeyRecord.defaultPolicy],
-        quotaPerDay: Int? = nil, overflow: Overflow = .reject, expiresAt: Date? = nil, createdAt: Date = Date(),
+        id: String, name: String, scopes: [Scope], plan: KeyPlan = KeyPlan(), expiresAt: Date? = nil, createdAt: Date = Date(),
         secrets: [StoredSecret]
     ) {
         self.id = id
         self.name = name
         self.scopes = Array(Set(scopes)).sorted()
-        self.policies = policies
-        self.quotaPerDay = quotaPerDay
-        self.overflow = overflow
+        self.plan = plan
         self.expiresAt = expiresAt
         self.createdAt = createdAt
         self.secrets = secrets
     }
 
-    public static let defaultMaxDelay = 1.0
-    public static let defaultMaxQueueDelay = 60.0
-    public static let defaultMaxDepth = 1000
-
-    /// The longest a request is held (`delay`) in seconds: ``maxDelay`` or its default.
-    public var effectiveMaxDelay: Double { maxDelay ?? Self.defaultMaxDelay }
-    /// The furthest a job is queued (`queue`) in seconds: ``maxQueueDelay`` or its default.
-    public var effectiveMaxQueueDelay: Double { maxQueueDelay ?? Self.defaultMaxQueueDelay }
-    /// The most jobs pending at once: ``maxDepth`` or its default.
-    public var effectiveMaxDepth: Int { maxDepth ?? Self.defaultMaxDepth }
     /// How much of each prediction the key receives: ``output`` or full probabilities.
     public var effectiveOutput: PredictionOutput { output ?? .probabilities }
 
@@ -101,30 +53,7 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     /// `on_redis_failure` is `local` and its only scope is `predict` (train, admin and the rest
     /// are always fail-secure).
     public var servedWhenRedisFails: Bool {
-        onRedisFailure == .local && scopes == [.predict]
-    }
-
-    /// How far ahead a request over the limit may be reserved instead of refused: zero for
-    /// `reject`, `max_delay` for `delay`, `max_queue_delay` for `queue`.
-    public var deferralHorizon: Duration {
-        switch overflow {
-        case .reject: .zero
-        case .delay: .milliseconds(Int64(effectiveMaxDelay * 1000))
-        case .queue: .milliseconds(Int64(effectiveMaxQueueDelay * 1000))
-        }
-    }
-
-    /// 10 requests per second with bursts of 20.
-    public static let defaultPolicy = Policy(name: "default", rate: 10, period: .seconds(1), burst: 20)
-
-    /// The key's enforced policies plus its daily quota, checked together in one call.
-    public var limiterPolicies: [Policy] {
-        policies.filter { $0.mode == .enforce } + (quotaPerDay.map { [Policy.daily($0)] } ?? [])
-    }
-
-    /// The key's `shadow` policies: tried on the traffic the enforced ones admit, never deciding.
-    public var shadowPolicies: [Policy] {
-        policies.filter { $0.mode == .shadow }
+        plan.onRedisFailure == .local && scopes == [.predict]
     }
 
     public func isExpired(at now: Date) -> Bool {
@@ -142,15 +71,33 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, name, scopes, policies, overflow, secrets, output
-        case quotaPerDay = "quota_per_day"
-        case maxDelay = "max_delay"
-        case maxQueueDelay = "max_queue_delay"
-        case maxDepth = "max_depth"
-        case onRedisFailure = "on_redis_failure"
-        case retryAfterJitter = "retry_after_jitter"
-        case maxInFlight = "max_in_flight"
+        case id, name, scopes, secrets, output
         case expiresAt = "expires_at"
         case createdAt = "created_at"
+    }
+
+    /// One flat object: the plan's fields sit beside the record's own, as they always have.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        name = try container.decode(String.self, forKey: .name)
+        scopes = try container.decode([Scope].self, forKey: .scopes)
+        plan = try KeyPlan(from: decoder)
+        output = try container.decodeIfPresent(PredictionOutput.self, forKey: .output)
+        expiresAt = try container.decodeIfPresent(Date.self, forKey: .expiresAt)
+        createdAt = try container.decode(Date.self, forKey: .createdAt)
+        secrets = try container.decode([StoredSecret].self, forKey: .secrets)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try plan.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(name, forKey: .name)
+        try container.encode(scopes, forKey: .scopes)
+        try container.encodeIfPresent(output, forKey: .output)
+        try container.encodeIfPresent(expiresAt, forKey: .expiresAt)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(secrets, forKey: .secrets)
     }
 }

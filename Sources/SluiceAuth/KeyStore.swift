@@ -1,5 +1,6 @@
 import Foundation
 import SluiceCore
+import SluiceLimiter
 import SluiceRedis
 
 /// API-key records in Redis.
@@ -47,7 +48,7 @@ public struct KeyStore: Sendable {
     private static let decoy: Data = {
         let record = KeyRecord(
             id: "decoydecoy00", name: "a typical key name", scopes: [.predict],
-            policies: [KeyRecord.defaultPolicy, KeyRecord.defaultPolicy], quotaPerDay: 10_000,
+            plan: KeyPlan(policies: [KeyPlan.defaultPolicy, KeyPlan.defaultPolicy], quotaPerDay: 10_000),
             secrets: [.init(hash: KeyHash(digest: Array(repeating: 0xA5, count: 32)))])
         return (try? encoder.encode(record)) ?? Data()
     }()

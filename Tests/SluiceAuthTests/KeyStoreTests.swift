@@ -14,7 +14,7 @@ struct KeyStoreTests {
     }
 
     func newRecord(_ key: APIKey, scopes: [Scope] = [.predict], expiresAt: Date? = nil) -> KeyRecord {
-        KeyRecord(id: key.id, name: "test", scopes: scopes, quotaPerDay: 100, expiresAt: expiresAt, secrets: [.init(hash: key.hash)])
+        KeyRecord(id: key.id, name: "test", scopes: scopes, plan: KeyPlan(quotaPerDay: 100), expiresAt: expiresAt, secrets: [.init(hash: key.hash)])
     }
 
     @Test func onlyTheHashIsStored() async throws {
@@ -27,7 +27,7 @@ struct KeyStoreTests {
         #expect(raw.contains(key.hash.hex))
         let record = try #require(try await store.get(key.id))
         #expect(record.scopes == [.predict])
-        #expect(record.limiterPolicies.map(\.name) == ["default", "daily"])
+        #expect(record.plan.limiterPolicies.map(\.name) == ["default", "daily"])
         #expect(try await store.list().contains { $0.id == key.id })
     }
 
