@@ -30,3 +30,21 @@ extension ModelArtifact {
         return json + "]}"
     }
 }
+
+/// The body ``ModelArtifact/predictionJSON(for:output:)`` writes, read back: how a finished job's
+/// result is decoded by the replica that shows it, so that its response is encoded as a whole.
+public struct PredictionResult: Codable, Sendable, Equatable {
+    public struct Prediction: Codable, Sendable, Equatable {
+        public var label: String
+        public var probabilities: [String: Double]?
+    }
+
+    public var model_version: Int
+    public var predictions: [Prediction]
+
+    /// The result a worker stored, or `nil` when it is not one.
+    public init?(json: String) {
+        guard let result = try? JSONDecoder().decode(Self.self, from: Data(json.utf8)) else { return nil }
+        self = result
+    }
+}

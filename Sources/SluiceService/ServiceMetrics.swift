@@ -117,4 +117,7 @@ final class ServiceMetrics: Sendable {
 
     /// The Prometheus text exposition of every metric.
     func exposition() -> [UInt8] { process.exposition() }
+
+    /// A stored model artifact failed verification when a request loaded it.
+    func recordRefusedArtifact() { process.refusedArtifacts.increment() }
 }

@@ -23,13 +23,13 @@ struct FuzzTarget: Sendable {
             if let key = APIKey(text) { precondition(APIKey.isValidID(key.id) && key.revealed == text) }
             var headers = HTTPFields()
             headers[.authorization] = text
-            _ = AccessControl.presentedKey(headers)
+            _ = Admission.presentedKey(headers)
         },
         FuzzTarget(name: "forwarded") { bytes in
             // First line: the trusted-proxy list; second: the peer; the rest: X-Forwarded-For.
             let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", maxSplits: 2, omittingEmptySubsequences: false)
             guard lines.count == 3, let proxies = TrustedProxies(String(lines[0])) else { return }
-            let client = AccessControl.clientAddress(peer: String(lines[1]), forwardedFor: String(lines[2]), trusting: proxies)
+            let client = Admission.clientAddress(peer: String(lines[1]), forwardedFor: String(lines[2]), trusting: proxies)
             precondition(client.utf8.count <= 45 && client.unicodeScalars.allSatisfy { $0.properties.isASCIIHexDigit || $0 == "." || $0 == ":" })
         },
         FuzzTarget(name: "prefer") { bytes in

@@ -10,12 +10,12 @@ struct KeySpec: Decodable {
     var scopes: [Scope]
     var policies: [Policy]?
     var quota_per_day: Int?
-    var overflow: KeyRecord.Overflow?
+    var overflow: KeyPlan.Overflow?
     var max_delay: Double?
     var max_queue_delay: Double?
     var max_depth: Int?
     var output: PredictionOutput?
-    var on_redis_failure: KeyRecord.RedisFailureMode?
+    var on_redis_failure: KeyPlan.RedisFailureMode?
     var retry_after_jitter: Double?
     var max_in_flight: Int?
     var expires_at: Date?
@@ -58,11 +58,11 @@ struct KeySpec: Decodable {
         }
         if let policies = spec.policies,
             policies.isEmpty || Set(policies.map(\.name)).count != policies.count
-                || policies.contains(where: { AccessControl.reservedPolicyNames.contains($0.name) })
+                || policies.contains(where: { Admission.reservedPolicyNames.contains($0.name) })
         {
             errors.append(.init(
                 pointer: "/policies",
-                detail: "1 or more policies with unique names other than \(AccessControl.reservedPolicyNames.sorted().map { "'\($0)'" }.joined(separator: ", ")) (Sluice's own)"))
+                detail: "1 or more policies with unique names other than \(Admission.reservedPolicyNames.sorted().map { "'\($0)'" }.joined(separator: ", ")) (Sluice's own)"))
         }
         if let policies = spec.policies, !policies.isEmpty, policies.allSatisfy({ $0.mode == .shadow }), spec.quota_per_day == nil {
             errors.append(.init(pointer: "/policies", detail: "at least one policy must be enforced (\"mode\": \"shadow\" only tries a policy)"))
@@ -100,36 +100,37 @@ struct KeySpec: Decodable {
 /// `PATCH /v1/keys/{id}` body: any of `POST /v1/keys`' fields; those given replace the key's.
 /// A change of `overflow` drops the old mode's `max_delay`/`max_queue_delay`/`max_depth` unless
 /// given again; the result is checked by every rule of a new key.
-struct KeyPatch: Decodable {
+struct KeyPatchSpec: Decodable {
     var name: String?
     var scopes: [Scope]?
     var policies: [Policy]?
     var quota_per_day: Int?
-    var overflow: KeyRecord.Overflow?
+    var overflow: KeyPlan.Overflow?
     var max_delay: Double?
     var max_queue_delay: Double?
     var max_depth: Int?
     var output: PredictionOutput?
-    var on_redis_failure: KeyRecord.RedisFailureMode?
+    var on_redis_failure: KeyPlan.RedisFailureMode?
     var retry_after_jitter: Double?
     var max_in_flight: Int?
     var expires_at: Date?
 
-    static func decode(_ body: [UInt8]) throws(Problem) -> KeyPatch {
-        try StrictBody.decode(KeyPatch.self, from: body, shape: KeySpec.shape)
+    static func decode(_ body: [UInt8]) throws(Problem) -> KeyPatchSpec {
+        try StrictBody.decode(KeyPatchSpec.self, from: body, shape: KeySpec.shape)
     }
 
     /// The key's settings with this change, validated as a new key's are.
     func applied(to record: KeyRecord) throws(Problem) -> KeySpec {
-        let overflow = overflow ?? record.overflow
-        let kept = overflow == record.overflow
+        let plan = record.plan
+        let overflow = overflow ?? plan.overflow
+        let kept = overflow == plan.overflow
         let spec = KeySpec(
-            name: name ?? record.name, scopes: scopes ?? record.scopes, policies: policies ?? record.policies,
-            quota_per_day: quota_per_day ?? record.quotaPerDay, overflow: overflow,
-            max_delay: max_delay ?? (kept ? record.maxDelay : nil), max_queue_delay: max_queue_delay ?? (kept ? record.maxQueueDelay : nil),
-            max_depth: max_depth ?? (kept ? record.maxDepth : nil), output: output ?? record.output,
-            on_redis_failure: on_redis_failure ?? record.onRedisFailure, retry_after_jitter: retry_after_jitter ?? record.retryAfterJitter,
-            max_in_flight: max_in_flight ?? record.maxInFlight, expires_at: expires_at ?? record.expiresAt)
+            name: name ?? record.name, scopes: scopes ?? record.scopes, policies: policies ?? plan.policies,
+            quota_per_day: quota_per_day ?? plan.quotaPerDay, overflow: overflow,
+            max_delay: max_delay ?? (kept ? plan.maxDelay : nil), max_queue_delay: max_queue_delay ?? (kept ? plan.maxQueueDelay : nil),
+            max_depth: max_depth ?? (kept ? plan.maxDepth : nil), output: output ?? record.output,
+            on_redis_failure: on_redis_failure ?? plan.onRedisFailure, retry_after_jitter: retry_after_jitter ?? plan.retryAfterJitter,
+            max_in_flight: max_in_flight ?? plan.maxInFlight, expires_at: expires_at ?? record.expiresAt)
         try spec.validate()
         return spec
     }
@@ -140,16 +141,11 @@ extension KeyRecord {
     mutating func apply(_ spec: KeySpec) {
         name = spec.name
         scopes = Array(Set(spec.scopes)).sorted()
-        policies = spec.policies ?? [KeyRecord.defaultPolicy]
-        quotaPerDay = spec.quota_per_day
-        overflow = spec.overflow ?? .reject
-        maxDelay = spec.max_delay
-        maxQueueDelay = spec.max_queue_delay
-        maxDepth = spec.max_depth
+        plan = KeyPlan(
+            policies: spec.policies ?? [KeyPlan.defaultPolicy], quotaPerDay: spec.quota_per_day, overflow: spec.overflow ?? .reject,
+            maxDelay: spec.max_delay, maxQueueDelay: spec.max_queue_delay, maxDepth: spec.max_depth,
+            retryAfterJitter: spec.retry_after_jitter, maxInFlight: spec.max_in_flight, onRedisFailure: spec.on_redis_failure)
         output = spec.output
-        onRedisFailure = spec.on_redis_failure
-        retryAfterJitter = spec.retry_after_jitter
-        maxInFlight = spec.max_in_flight
         expiresAt = spec.expires_at
     }
 }
@@ -175,13 +171,13 @@ struct KeyView: Encodable {
     var scopes: [Scope]
     var policies: [Policy]
     var quota_per_day: Int?
-    var overflow: KeyRecord.Overflow
+    var overflow: KeyPlan.Overflow
     /// The effective deferral settings of the key's overflow mode (absent for `reject`).
     var max_delay: Double?
     var max_queue_delay: Double?
     var max_depth: Int?
     var output: PredictionOutput
-    var on_redis_failure: KeyRecord.RedisFailureMode
+    var on_redis_failure: KeyPlan.RedisFailureMode
     var retry_after_jitter: Double
     var max_in_flight: Int?
     var expires_at: Date?
@@ -192,18 +188,19 @@ struct KeyView: Encodable {
         id = record.id
         name = record.name
         scopes = record.scopes
-        policies = record.policies
-        quota_per_day = record.quotaPerDay
-        overflow = record.overflow
-        switch record.overflow {
+        let plan = record.plan
+        policies = plan.policies
+        quota_per_day = plan.quotaPerDay
+        overflow = plan.overflow
+        switch plan.overflow {
         case .reject: break
-        case .delay: (max_delay, max_depth) = (record.effectiveMaxDelay, record.effectiveMaxDepth)
-        case .queue: (max_queue_delay, max_depth) = (record.effectiveMaxQueueDelay, record.effectiveMaxDepth)
+        case .delay: (max_delay, max_depth) = (plan.effectiveMaxDelay, plan.effectiveMaxDepth)
+        case .queue: (max_queue_delay, max_depth) = (plan.effectiveMaxQueueDelay, plan.effectiveMaxDepth)
         }
         output = record.effectiveOutput
-        on_redis_failure = record.onRedisFailure ?? .closed
-        retry_after_jitter = record.retryAfterJitter ?? 0
-        max_in_flight = record.maxInFlight
+        on_redis_failure = plan.onRedisFailure ?? .closed
+        retry_after_jitter = plan.retryAfterJitter ?? 0
+        max_in_flight = plan.maxInFlight
         expires_at = record.expiresAt
         created_at = record.createdAt
         self.key = key?.revealed

@@ -4,45 +4,52 @@ import SluiceAuth
 import SluiceCore
 import SluiceLimiter
 
-extension SluiceServer {
-    func addKeyRoutes(to router: Router<SluiceRequestContext>) {
+/// `/v1/keys`: keys created, listed, shown, changed, rotated and revoked (scope `admin`). Every
+/// change is announced to every replica by the key store; this replica forgets its copy at once.
+struct KeyRoutes {
+    let admission: Admission
+    let keys: KeyStore
+    let metrics: ServiceMetrics
+
+    var collection: RouteCollection<SluiceRequestContext> {
+        let router = RouteCollection(context: SluiceRequestContext.self)
         router.post("/v1/keys") { request, context in
-            try await guarded(request, context, scopes: [.admin]) { _ in
+            try await admission.serve(request, context, scopes: [.admin]) { _ in
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
                 guard request.mediaType == "application/json" else { throw Problem.unsupportedMediaType(["application/json"]) }
                 let spec = try KeySpec.decode(body)
                 let key = APIKey.generate()
                 var record = KeyRecord(id: key.id, name: spec.name, scopes: spec.scopes, secrets: [.init(hash: key.hash)])
                 record.apply(spec)
-                guard try await storeCall({ try await keys.create(record) }) else { throw Problem.conflict("Key id collision; retry.") }
+                guard try await storeCall(context, { try await keys.create(record) }) else { throw Problem.conflict("Key id collision; retry.") }
                 return try Response.json(KeyView(record, key: key), status: .created)
             }
         }
 
         router.get("/v1/keys") { request, context in
-            try await guarded(request, context, scopes: [.admin]) { _ in
-                try Response.json(["keys": try await storeCall { try await keys.list() }.map { KeyView($0) }])
+            try await admission.serve(request, context, scopes: [.admin]) { _ in
+                try Response.json(["keys": try await storeCall(context) { try await keys.list() }.map { KeyView($0) }])
             }
         }
 
         router.get("/v1/keys/:id") { request, context in
-            try await guarded(request, context, scopes: [.admin]) { _ in
+            try await admission.serve(request, context, scopes: [.admin]) { _ in
                 try Response.json(KeyView(try await existing(context)))
             }
         }
 
         router.delete("/v1/keys/:id") { request, context in
-            try await guarded(request, context, scopes: [.admin]) { _ in
+            try await admission.serve(request, context, scopes: [.admin]) { _ in
                 let record = try await existing(context)
-                _ = try await storeCall { try await keys.delete(record.id) }
-                access.authenticator.invalidate(record.id)
+                _ = try await storeCall(context) { try await keys.delete(record.id) }
+                admission.authenticator.invalidate(record.id)
                 return Response(status: .noContent)
             }
         }
 
         /// New secret; the old one keeps working for `grace_period` seconds (default 0).
         router.post("/v1/keys/:id/rotate") { request, context in
-            try await guarded(request, context, scopes: [.admin]) { _ in
+            try await admission.serve(request, context, scopes: [.admin]) { _ in
                 var record = try await existing(context)
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
                 guard body.isEmpty || request.mediaType == "application/json" else { throw Problem.unsupportedMediaType(["application/json"]) }
@@ -57,41 +64,42 @@ extension SluiceServer {
                 }
                 record.secrets = outgoing + [.init(hash: key.hash)]
                 // Deleted meanwhile: a key that would never work must not be handed out.
-                guard try await storeCall({ try await keys.update(record) }) else { throw Problem.notFound("No such key.") }
-                access.authenticator.invalidate(record.id)
+                guard try await storeCall(context, { try await keys.update(record) }) else { throw Problem.notFound("No such key.") }
+                admission.authenticator.invalidate(record.id)
                 return try Response.json(KeyView(record, key: key))
             }
         }
         /// Changes a key's settings (policies, quota, overflow, output, ...) in place: the id and
         /// secrets stay, and so does the limiter state of every policy whose name stays.
         router.patch("/v1/keys/:id") { request, context in
-            try await guarded(request, context, scopes: [.admin]) { _ in
+            try await admission.serve(request, context, scopes: [.admin]) { _ in
                 var record = try await existing(context)
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
                 guard ["application/json", "application/merge-patch+json"].contains(request.mediaType ?? "") else {
                     throw Problem.unsupportedMediaType(["application/json", "application/merge-patch+json"])
                 }
-                let spec = try KeyPatch.decode(body).applied(to: record)
+                let spec = try KeyPatchSpec.decode(body).applied(to: record)
                 record.apply(spec)
-                guard try await storeCall({ try await keys.update(record) }) else { throw Problem.notFound("No such key.") }
-                access.authenticator.invalidate(record.id)
+                guard try await storeCall(context, { try await keys.update(record) }) else { throw Problem.notFound("No such key.") }
+                admission.authenticator.invalidate(record.id)
                 return try Response.json(KeyView(record))
             }
         }
+        return router
     }
 
     private func existing(_ context: SluiceRequestContext) async throws -> KeyRecord {
-        guard let id = context.parameters.get("id"), let record = try await storeCall({ try await keys.get(id) }) else {
+        guard let id = context.parameters.get("id"), let record = try await storeCall(context, { try await keys.get(id) }) else {
             throw Problem.notFound("No such key.")
         }
         return record
     }
 
-    private func storeCall<T>(_ call: () async throws -> T) async throws(Problem) -> T {
+    private func storeCall<T>(_ context: SluiceRequestContext, _ call: () async throws -> T) async throws(Problem) -> T {
         do {
             return try await call()
         } catch {
-            throw Problem.storeFailure("key store", cause: error, metrics: metrics, logger: logger)
+            throw Problem.storeFailure("key store", cause: error, metrics: metrics, logger: context.logger)
         }
     }
 }

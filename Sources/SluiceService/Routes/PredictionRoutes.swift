@@ -1,25 +1,34 @@
+import Foundation
 import Hummingbird
 import SluiceAuth
 import SluiceCore
 import SluiceModel
 
-extension SluiceServer {
-    func addPredictionRoutes(to router: Router<SluiceRequestContext>) {
-        router.post("/v1/predict") { request, context in
+/// `POST /v1/predict`: predictions now, after a hold, or through the queue, as admission decides;
+/// `Idempotency-Key` answers repeated.
+struct PredictionRoutes {
+    let admission: Admission
+    let models: ModelHolder
+    let idempotency: IdempotencyStore
+    let metrics: ServiceMetrics
+
+    var collection: RouteCollection<SluiceRequestContext> {
+        let routes = RouteCollection(context: SluiceRequestContext.self)
+        routes.post("/v1/predict") { request, context in
             try await predict(request, context)
         }
+        return routes
     }
 
     /// Authenticates first (an anonymous caller, or a key provably over its limit, costs no read
-    /// and no parse of its body), validates
-    /// (no Redis involved), then — unless an `Idempotency-Key` names an earlier answer — charges
-    /// and serves it (see ``serve(_:_:record:parsed:)``).
+    /// and no parse of its body), validates (no Redis involved), then — unless an
+    /// `Idempotency-Key` names an earlier answer — admits and serves it (``serve(_:_:record:parsed:)``).
     private func predict(_ request: Request, _ context: SluiceRequestContext) async throws -> Response {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
-        let record = try await access.authenticate(request, context: context)
+        let record = try await admission.authenticate(request, context: context)
         // A key provably over its limit is refused before its body is read: the answer Redis
         // would give to any cost (an Idempotency-Key may name an earlier answer: not then).
-        if request.headers[.idempotencyKey] == nil, let refusal = access.provenRefusal(record) {
+        if request.headers[.idempotencyKey] == nil, let refusal = admission.provenRefusal(record) {
             RequestFacts.record(keyID: record.id)
             RequestFacts.record(decision: "denied")
             throw refusal
@@ -44,7 +53,7 @@ extension SluiceServer {
         let claim: IdempotencyStore.Claim
         do {
             claim = try await idempotency.claim(
-                keyID: record.id, idempotencyKey: idempotencyKey, fingerprint: fingerprint, lease: record.deferralHorizon + .seconds(60))
+                keyID: record.id, idempotencyKey: idempotencyKey, fingerprint: fingerprint, lease: record.plan.deferralHorizon + .seconds(60))
         } catch {
             throw Problem.storeFailure("idempotency store", cause: error, metrics: metrics, logger: context.logger)
         }
@@ -55,7 +64,7 @@ extension SluiceServer {
             throw Problem.idempotencyKeyReused
         case .replay(let answer):
             // Replaying costs what polling a job does, apart from the key's own limits.
-            return try await guarded(request, context, scopes: [.predict], charge: .jobStatus, authenticated: record) { _, _ in
+            return try await admission.serve(request, context, scopes: [.predict], charge: .jobStatus, authenticated: record) { _ in
                 var response = answer.response
                 response.headers[.idempotentReplayed] = "true"
                 return response
@@ -89,25 +98,54 @@ extension SluiceServer {
     }
 
     /// Charges one unit per instance — or a single unit for a refused request, so that invalid
-    /// traffic is limited too — then predicts now, after holding the request until its slot, or
-    /// through the queue (see ``defer(_:_:record:decision:)``). Invalid input is never deferred:
-    /// it is refused now, and never enters the queue.
+    /// traffic is limited too — then serves the verdict. Invalid input is never deferred: it is
+    /// refused now, and never enters the queue.
     private func serve(
         _ request: Request, _ context: SluiceRequestContext, record: KeyRecord, parsed: Result<PredictionInput, Problem>
     ) async throws -> Response {
         let input = try? parsed.get()
-        let charge = Charge.key(cost: input?.instances.count ?? 1, deferrable: input != nil)
-        return try await guarded(request, context, scopes: [.predict], charge: charge, authenticated: record) { record, decision in
+        let deferral = input.map {
+            Admission.Deferral(job: PredictionJob(rows: $0.instances, output: record.effectiveOutput), preferences: DeferralPreferences(request.headers))
+        }
+        return try await admission.serve(
+            request, context, scopes: [.predict], charge: .key(cost: input?.instances.count ?? 1), deferral: deferral, authenticated: record
+        ) { admitted in
             let instances = try parsed.get().instances
-            guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
-            guard decision.delay > .zero else { return Self.predictionResponse(for: instances, model: model, output: record.effectiveOutput) }
-            return try await self.defer(instances, request, record: record, decision: decision)
+            var response: Response
+            switch admitted.verdict {
+            case .now, .refused:
+                response = try prediction(instances, output: record.effectiveOutput)
+            case .hold(let delay):
+                let started = ContinuousClock.now
+                // A client that hangs up meanwhile cancels the sleep; its slot stays spent.
+                try await Task.sleep(for: delay)
+                response = try prediction(instances, output: record.effectiveOutput)
+                response.headers[.sluiceDelay] = String(format: "%.3f", (ContinuousClock.now - started).seconds)
+                metrics.deferred(held: true)
+            case .enqueue(let id, let slot):
+                let location = "/v1/jobs/\(id)"
+                response = try Response.json(
+                    QueuedJobView(id: id.rawValue, not_before: Date(microseconds: slot), location: location), status: .accepted)
+                response.headers[.location] = location
+                response.headers[.retryAfter] = String(Admission.wholeSeconds(admitted.decision.delay))
+            }
+            if let applied = admitted.preferenceApplied { response.headers[.preferenceApplied] = applied }
+            return response
         }
     }
 
-    static func predictionResponse(for instances: [[Double]], model: ModelArtifact, output: PredictionOutput) -> Response {
-        Response(
+    private func prediction(_ instances: [[Double]], output: PredictionOutput) throws -> Response {
+        guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
+        return Response(
             status: .ok, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(string: model.predictionJSON(for: instances, output: output))))
     }
+}
+
+/// The body of `202 Accepted` for a queued request.
+struct QueuedJobView: Encodable {
+    var id: String
+    var status = "queued"
+    var not_before: Date
+    var location: String
 }

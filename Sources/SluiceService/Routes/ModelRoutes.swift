@@ -3,25 +3,36 @@ import Hummingbird
 import SluiceAuth
 import SluiceModel
 
-extension SluiceServer {
-    func addModelRoutes(to router: Router<SluiceRequestContext>) {
+/// `/v1/models`: signed model versions listed and shown (`train` or `admin`), trained from an
+/// upload (`train`, behind the activation gate), activated by hand (`admin`).
+struct ModelRoutes {
+    let admission: Admission
+    let models: ModelHolder
+    let training: TrainingSlot
+    let activationGate: ActivationGate
+    /// How many versions to keep (``ServiceConfiguration/modelRetention``).
+    let retention: Int
+    let metrics: ServiceMetrics
+
+    var collection: RouteCollection<SluiceRequestContext> {
+        let router = RouteCollection(context: SluiceRequestContext.self)
         router.get("/v1/models") { request, context in
-            try await guarded(request, context, scopes: [.train, .admin]) { _ in
-                let active = try await registryCall { try await models.registry.activeVersion() }
-                var summaries: [ModelSummary] = []
-                for version in try await registryCall({ try await models.registry.versions() }) {
+            try await admission.serve(request, context, scopes: [.train, .admin]) { _ in
+                let active = try await registryCall(context) { try await models.registry.activeVersion() }
+                var summaries: [ModelSummaryView] = []
+                for version in try await registryCall(context, { try await models.registry.versions() }) {
                     do throws(ModelError) {
-                        summaries.append(ModelSummary(try await models.registry.load(version), active: active))
+                        summaries.append(ModelSummaryView(try await models.registry.load(version), active: active))
                     } catch {
                         switch error {
                         case .tampered, .malformed:
                             // Listed, so that an admin sees it, but never loadable.
-                            logger.error("stored model artifact fails verification", metadata: ["model_version": "\(version)", "error": "\(error)"])
-                            summaries.append(ModelSummary(version: version, verified: false, active: version == active))
+                            context.logger.error("stored model artifact fails verification", metadata: ["model_version": "\(version)", "error": "\(error)"])
+                            summaries.append(ModelSummaryView(version: version, verified: false, active: version == active))
                         case .notFound:
                             continue  // pruned since the listing began
                         case .redis:
-                            throw Problem.storeFailure("model registry", cause: error, metrics: metrics, logger: logger)
+                            throw Problem.storeFailure("model registry", cause: error, metrics: metrics, logger: context.logger)
                         }
                     }
                 }
@@ -30,28 +41,29 @@ extension SluiceServer {
         }
 
         router.get("/v1/models/:version") { request, context in
-            try await guarded(request, context, scopes: [.train, .admin]) { _ in
+            try await admission.serve(request, context, scopes: [.train, .admin]) { _ in
                 let version = try Self.version(context)
-                let active = try await registryCall { try await models.registry.activeVersion() }
-                let artifact = try await registryCall { try await models.registry.load(version) }
-                return try Response.json(ModelDetail(artifact: artifact, active: active == version))
+                let active = try await registryCall(context) { try await models.registry.activeVersion() }
+                let artifact = try await registryCall(context) { try await models.registry.load(version) }
+                return try Response.json(ModelView(artifact: artifact, active: active == version))
             }
         }
 
         router.post("/v1/models") { request, context in
-            try await guarded(request, context, scopes: [.train], charge: .training) { record, _ in
-                try await train(request, context, trainedBy: record.id)
+            try await admission.serve(request, context, scopes: [.train], charge: .training) { admitted in
+                try await train(request, context, trainedBy: admitted.record.id)
             }
         }
 
         router.post("/v1/models/:version/activate") { request, context in
-            try await guarded(request, context, scopes: [.admin]) { _ in
+            try await admission.serve(request, context, scopes: [.admin]) { _ in
                 let version = try Self.version(context)
-                try await registryCall { try await models.registry.activate(version) }
+                try await registryCall(context) { try await models.registry.activate(version) }
                 await models.refresh()
                 return try Response.json(["active_version": version])
             }
         }
+        return router
     }
 
     private func train(_ request: Request, _ context: SluiceRequestContext, trainedBy: String) async throws -> Response {
@@ -72,33 +84,28 @@ extension SluiceServer {
         let candidate = try await training.run {
             LogisticRegression().train(data, reference: try IrisDataset.load(), trainedBy: trainedBy)
         }
-        let stored = try await registryCall { try await models.registry.store(candidate) }
+        let stored = try await registryCall(context) { try await models.registry.store(candidate) }
         // Compared with the active version as Redis has it, not with this replica's copy, which
         // may be a moment old.
-        let active = try await registryCall { () async throws -> ModelArtifact? in
+        let active = try await registryCall(context) { () async throws -> ModelArtifact? in
             guard let version = try await models.registry.activeVersion() else { return nil }
             return try await models.registry.load(version)
         }
-        let verdict = configuration.activationGate.verdict(
+        let verdict = activationGate.verdict(
             candidate: stored.metrics.referenceAccuracy, active: active?.metrics.referenceAccuracy)
         if verdict.activates {
-            try await registryCall { try await models.registry.activate(stored.version) }
+            try await registryCall(context) { try await models.registry.activate(stored.version) }
             await models.refresh()
         }
         do {
-            let pruned = try await models.registry.prune(retention: configuration.modelRetention)
-            if !pruned.isEmpty { logger.info("pruned model versions", metadata: ["versions": "\(pruned)"]) }
+            let pruned = try await models.registry.prune(retention: retention)
+            if !pruned.isEmpty { context.logger.info("pruned model versions", metadata: ["versions": "\(pruned)"]) }
         } catch {
-            logger.warning("could not prune model versions", metadata: ["error": "\(error)"])
-        }
-        struct Trained: Encodable {
-            var model: ModelSummary
-            var activated: Bool
-            var reason: String
+            context.logger.warning("could not prune model versions", metadata: ["error": "\(error)"])
         }
         return try Response.json(
-            Trained(
-                model: ModelSummary(stored, active: verdict.activates ? stored.version : active?.version),
+            TrainingView(
+                model: ModelSummaryView(stored, active: verdict.activates ? stored.version : active?.version),
                 activated: verdict.activates, reason: verdict.reason),
             status: .created)
     }
@@ -111,7 +118,7 @@ extension SluiceServer {
     }
 
     /// Maps registry errors to problems: unknown → 404, refused → 409, Redis → 503.
-    private func registryCall<T>(_ call: () async throws -> T) async throws(Problem) -> T {
+    private func registryCall<T>(_ context: SluiceRequestContext, _ call: () async throws -> T) async throws(Problem) -> T {
         do {
             return try await call()
         } catch {
@@ -119,18 +126,18 @@ extension SluiceServer {
             switch error {
             case .notFound(let version): throw Problem.notFound("Model version \(version) does not exist.")
             case .tampered, .malformed:
-                metrics.process.refusedArtifacts.increment()
-                logger.error("refused model artifact", metadata: ["error": "\(error)"])
+                metrics.recordRefusedArtifact()
+                context.logger.error("refused model artifact", metadata: ["error": "\(error)"])
                 throw Problem.conflict("\(error).")
             case .redis:
-                throw Problem.storeFailure("model registry", cause: error, metrics: metrics, logger: logger)
+                throw Problem.storeFailure("model registry", cause: error, metrics: metrics, logger: context.logger)
             }
         }
     }
 }
 
 /// A model as listed: what it is and how good, without its weights.
-struct ModelSummary: Encodable {
+struct ModelSummaryView: Encodable {
     var version: Int
     var verified: Bool
     var active: Bool
@@ -154,7 +161,15 @@ struct ModelSummary: Encodable {
     }
 }
 
-struct ModelDetail: Encodable {
+/// The answer to an upload: the stored version, and whether the activation gate let it through.
+struct TrainingView: Encodable {
+    var model: ModelSummaryView
+    var activated: Bool
+    var reason: String
+}
+
+/// A model as shown alone: the whole signed artifact.
+struct ModelView: Encodable {
     var artifact: ModelArtifact
     var active: Bool
 }

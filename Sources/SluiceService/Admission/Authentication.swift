@@ -1,0 +1,96 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import SluiceAuth
+import SluiceCore
+import SluiceLimiter
+
+/// Who is calling: the presented key, the client's address, the key's record.
+extension Admission {
+    /// The key's record; failures are `401` (or `429` for a client that keeps failing, `503`
+    /// when keys cannot be checked).
+    func authenticate(_ request: Request, context: SluiceRequestContext) async throws -> KeyRecord {
+        let presented = Self.presentedKey(request.headers)
+        // Degraded mode: a key served while Redis fails, known to this replica, waits for no
+        // Redis call. Every other key still asks Redis: with Redis Cluster the breaker may have
+        // opened for one failed node while the others serve their keys as usual.
+        if breaker.isOpen, let record = authenticator.lastKnownRecord(presented) { return record }
+        // An address the failed-authentication limiter is provably refusing gets no lookup of
+        // an id that does not exist: its made-up keys cost no Redis call (neither a lookup nor
+        // the limiter), while real keys from the same address (behind one NAT) still work.
+        // Asked only when a lookup is due: a cached key costs neither the address nor the check.
+        var clientKey: String { "client-\(clientAddress(request, context: context))" }
+        var throttled: Decision?
+        do {
+            return try await authenticator.authenticate(presented) {
+                throttled = limiter.provenDenial(key: clientKey, policies: [failedAuthPolicy])
+                return throttled != nil
+            }
+        } catch {
+            if case .unavailable(let cause) = error {
+                if cause.redisCause?.isUnavailable == true { breaker.recordFailure() }
+                if let record = authenticator.lastKnownRecord(presented) { return record }
+                throw Problem.storeFailure("key store", cause: cause, metrics: metrics, logger: context.logger)
+            }
+            metrics.authFailures.increment()
+            let decision: Decision
+            let client = clientKey
+            if let throttled = throttled ?? limiter.provenDenial(key: client, policies: [failedAuthPolicy]) {
+                metrics.recordDecision(throttled, duration: .zero)
+                decision = throttled
+            } else {
+                decision = try await decide(key: client, policies: [failedAuthPolicy], cost: 1, logger: context.logger)
+            }
+            if !decision.isAllowed {
+                throw rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
+            }
+            var problem = Problem.unauthorized(error.description, invalidToken: presented != nil)
+            // Not Sluice-Slot: Redis' clock to the µs is nothing to hand an unauthenticated client.
+            problem.headers.append(contentsOf: Self.headers(for: decision, slot: false))
+            throw problem
+        }
+    }
+
+    /// `Authorization: Bearer <key>`, else `X-API-Key: <key>`.
+    /// Byte-level on purpose: this runs on every request.
+    static func presentedKey(_ headers: HTTPFields) -> String? {
+        if let authorization = headers[.authorization] {
+            let bytes = authorization.utf8
+            guard bytes.count > 7, bytes.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) else {
+                return ""  // some other scheme: present but unusable
+            }
+            return trimmedSpaces(authorization.utf8.dropFirst(7))
+        }
+        return headers[.apiKey].map { trimmedSpaces($0.utf8[...]) }
+    }
+
+    private static func trimmedSpaces(_ text: Substring.UTF8View) -> String {
+        func isSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        var start = text.startIndex
+        var end = text.endIndex
+        while start < end, isSpace(text[start]) { start = text.index(after: start) }
+        while end > start, isSpace(text[text.index(before: end)]) { end = text.index(before: end) }
+        return String(Substring(text[start..<end]))
+    }
+
+    /// The peer address, or — only when the peer is a trusted proxy — the last address in
+    /// `X-Forwarded-For` that is not itself a trusted proxy.
+    func clientAddress(_ request: Request, context: SluiceRequestContext) -> String {
+        Self.clientAddress(peer: context.remoteAddress?.ipAddress ?? "unknown", forwardedFor: request.headers[.forwardedFor], trusting: trustedProxies)
+    }
+
+    /// ``clientAddress(_:context:)`` on plain values (fuzzed on its own).
+    static func clientAddress(peer: String, forwardedFor: String?, trusting trustedProxies: TrustedProxies) -> String {
+        guard trustedProxies.contains(peer), let forwarded = forwardedFor else { return sanitized(peer) }
+        let hops = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let client = hops.last { !trustedProxies.contains($0) } ?? peer
+        return sanitized(client)
+    }
+
+    /// Keeps an address usable as a limiter key whatever a header contained.
+    private static func sanitized(_ address: String) -> String {
+        let allowed = address.unicodeScalars.filter { $0.properties.isASCIIHexDigit || $0 == "." || $0 == ":" }
+        return String(String.UnicodeScalarView(allowed.prefix(45)))
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import SluiceAuth
+import SluiceCore
+import SluiceLimiter
+
+/// May they now: the limiter's decision — from Redis, proven locally from earlier replies, or
+/// (degraded mode) the replica's own — plus `max_in_flight` leases and shadow policies.
+extension Admission {
+    /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when
+    /// one comes within `horizon`; a denial is a `429` with `Retry-After`.
+    func admit(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration, logger: Logger) async throws -> Decision {
+        let decision: Decision
+        if breaker.isOpen, record.servedWhenRedisFails {
+            decision = try decideLocally(record, policies: policies, cost: cost, horizon: horizon)
+        } else {
+            do {
+                decision = try await decide(key: record.id, policies: policies, cost: cost, horizon: horizon, logger: logger)
+            } catch let problem as Problem where problem.status == .serviceUnavailable && record.servedWhenRedisFails {
+                decision = try decideLocally(record, policies: policies, cost: cost, horizon: horizon)
+            }
+        }
+        guard decision.isAllowed else {
+            if decision.retryAfter == nil {
+                var problem = Problem.invalid(
+                    [.init(pointer: "", detail: "this request costs \(cost), more than the '\(decision.policy.name)' burst of \(decision.limit)")],
+                    detail: "The request can never be admitted under this key's limits; send a smaller batch.")
+                problem.headers = Self.headers(for: decision)
+                throw problem
+            }
+            throw rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.retryAfterJitter ?? 0)
+        }
+        return decision
+    }
+
+    /// The problem type for a request over its key's `max_in_flight`.
+    static let concurrencyExceeded = "https://iana.org/assignments/http-problem-types#concurrency"
+
+    /// Takes a lease among the key's requests in flight (`max_in_flight`), or refuses with a `429`
+    /// whose `RateLimit` fields use the draft's `concurrency` quota unit. `nil` when the key has
+    /// no such limit, or Redis is unreachable for a key served in degraded mode (no leases then).
+    func takeLease(_ record: KeyRecord, logger: Logger) async throws -> ConcurrencyLimiter.Lease? {
+        guard let limit = record.plan.maxInFlight, !(breaker.isOpen && record.servedWhenRedisFails) else { return nil }
+        let timeout = inFlightLease + (record.plan.overflow == .delay ? .milliseconds(Int64(record.plan.effectiveMaxDelay * 1000)) : .zero)
+        let outcome: ConcurrencyLimiter.Outcome
+        do {
+            outcome = try await concurrency.acquire(key: record.id, limit: limit, timeout: timeout)
+        } catch {
+            if case .redis(let cause) = error, cause.isUnavailable { breaker.recordFailure() }
+            if record.servedWhenRedisFails { return nil }
+            throw Problem.storeFailure("concurrency limiter", cause: error, metrics: metrics, logger: logger)
+        }
+        switch outcome {
+        case .acquired(let lease, _):
+            return lease
+        case .refused(let held, _):
+            var problem = Problem(
+                status: .tooManyRequests, type: Self.concurrencyExceeded, title: "Too many requests in flight",
+                detail: "This key already has \(held) requests in flight (max_in_flight \(limit)); retry when one has finished.",
+                policy: "concurrency", retryAfter: 1)
+            problem.violatedPolicies = ["concurrency"]
+            let pk = ";pk=:\(Self.partitionKey(record.id)):"
+            problem.headers[.rateLimitPolicy] = "\"concurrency\";q=\(limit);qu=\"concurrency\"\(pk)"
+            problem.headers[.rateLimit] = "\"concurrency\";r=0\(pk)"
+            throw problem
+        }
+    }
+
+    /// Gives a lease back once the answer is ready, whatever happens to the request's task.
+    func returnLease(_ lease: ConcurrencyLimiter.Lease?) {
+        guard let lease else { return }
+        let concurrency = concurrency
+        Task.detached { await concurrency.release(lease) }
+    }
+
+    /// Tries the key's `shadow` policies on a request its enforced policies admitted: each is its
+    /// own GCRA (charged when it would admit), and a refusal is only counted and logged. Never
+    /// changes the answer; a failure to ask Redis is ignored.
+    func tryShadowPolicies(_ record: KeyRecord, cost: Int, logger: Logger) async {
+        let shadow = record.plan.shadowPolicies
+        guard !shadow.isEmpty, !breaker.isOpen else { return }
+        do {
+            let decision = try await limiter.check(key: record.id, policies: shadow, cost: cost)
+            guard !decision.isAllowed else { return }
+            for state in decision.states where state.retryAfter != nil || cost > state.policy.burst {
+                metrics.recordShadowDenial(policy: state.policy.name)
+                logger.info("shadow policy would refuse", metadata: ["key_id": "\(record.id)", "policy": "\(state.policy.name)"])
+            }
+        } catch {
+            logger.debug("shadow policies not tried", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The `429` a request of `record` gets whatever its cost (≥ 1), when earlier replies prove
+    /// Redis would refuse even a cost of 1 beyond the key's horizon: a larger cost only waits
+    /// longer. Lets a flood be refused before its body is read or parsed. `nil` when unproven.
+    func provenRefusal(_ record: KeyRecord) -> Problem? {
+        guard !(breaker.isOpen && record.servedWhenRedisFails),
+            let decision = limiter.provenDenial(key: record.id, policies: record.plan.limiterPolicies, cost: 1, horizon: record.plan.deferralHorizon),
+            decision.retryAfter != nil
+        else { return nil }
+        metrics.recordDecision(decision, duration: .zero)
+        return rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.retryAfterJitter ?? 0)
+    }
+
+    /// Degraded mode: the replica's own limiter at its share of the key's limits. `queue` keys
+    /// cannot queue (the queue lives in Redis): what would be queued is a `503`.
+    private func decideLocally(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration) throws -> Decision {
+        guard record.servedWhenRedisFails else {
+            throw Problem.unavailable("Redis is unreachable; only keys with \"on_redis_failure\": \"local\" are served.")
+        }
+        let queues = record.plan.overflow == .queue
+        let decision = degraded.check(
+            key: record.id, policies: policies, cost: cost, horizon: queues ? .zero : horizon, replicas: heartbeat.liveReplicas)
+        metrics.recordDecision(decision, duration: .zero)
+        if queues, !decision.isAllowed, decision.retryAfter != nil {
+            var problem = Problem.unavailable("Redis is unreachable: requests over this key's limit cannot be queued now.")
+            problem.headers = Self.headers(for: decision)
+            throw problem
+        }
+        return decision
+    }
+
+    func decide(key: String, policies: [Policy], cost: Int, horizon: Duration = .zero, logger: Logger) async throws -> Decision {
+        let started = ContinuousClock.now
+        do {
+            let decision = try await limiter.check(key: key, policies: policies, cost: cost, horizon: horizon)
+            if decision.origin == .redis { breaker.recordSuccess() }
+            metrics.recordDecision(decision, duration: ContinuousClock.now - started)
+            return decision
+        } catch {
+            if case .redis(let cause) = error, cause.isUnavailable { breaker.recordFailure() }
+            // Fail-secure: nothing is served without a limiter decision.
+            throw Problem.storeFailure("rate limiter", cause: error, metrics: metrics, logger: logger)
+        }
+    }
+}
