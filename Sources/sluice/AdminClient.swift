@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOHTTP1
 import NIOSSL
-import SluiceLoadTest
+import SluiceLoad
 import SluiceSecrets
 
 /// Options every admin command shares: where the API is, which key to use, how to print.

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import SluiceLoadTest
+import SluiceLoad
 import SluiceSecrets
 
 /// `sluice healthcheck`: exit 0 when a URL answers 200, for container health checks in images

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import SluiceLoadTest
+import SluiceLoad
 
 /// `sluice loadtest`: proves (or disproves) the global limits of a running deployment.
 struct LoadTestCommand: AsyncParsableCommand {
@@ -78,16 +78,16 @@ struct LoadTestCommand: AsyncParsableCommand {
                 throw ValidationError("--report must name an .html file in a writable directory, not \(report)")
             }
         }
-        guard let mode = LoadTestPlan.Mode(rawValue: mode) else { throw ValidationError("--mode is open or closed") }
+        guard let mode = LoadPlan.Mode(rawValue: mode) else { throw ValidationError("--mode is open or closed") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0–3600 seconds") }
         let adminKey = try adminKeyFile.map { try String(contentsOfFile: $0, encoding: .utf8) }
             ?? ProcessInfo.processInfo.environment["SLUICE_ADMIN_KEY"]
         guard let adminKey = adminKey?.trimmingCharacters(in: .whitespacesAndNewlines), !adminKey.isEmpty else {
             throw ValidationError("an admin key is needed to create the test keys: --admin-key-file or SLUICE_ADMIN_KEY")
         }
-        var plan = LoadTestPlan(
+        var plan = LoadPlan(
             host: host, port: target.port ?? (scheme == "https" ? 443 : 80), adminKey: adminKey,
-            keys: keys.isEmpty ? LoadTestPlan.defaultKeys : try keys.map { try LoadTestPlan.Key(parsing: $0) })
+            keys: keys.isEmpty ? LoadPlan.defaultKeys : try keys.map { try LoadPlan.Key(parsing: $0) })
         plan.mode = mode
         plan.multiple = multiple
         plan.connections = connections
@@ -102,7 +102,7 @@ struct LoadTestCommand: AsyncParsableCommand {
             }
         }
 
-        let result = try await LoadTest(plan: plan) { line in
+        let result = try await LoadGenerator(plan: plan) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }.run()
         if let report {

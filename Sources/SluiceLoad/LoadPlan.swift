@@ -1,6 +1,6 @@
 import NIOSSL
 /// What a load test does: which keys it creates, how hard it drives each, for how long.
-public struct LoadTestPlan: Sendable {
+public struct LoadPlan: Sendable {
     public enum Mode: String, Sendable {
         /// A fixed arrival rate per key: a slow server cannot slow the test down.
         case open
@@ -26,7 +26,7 @@ public struct LoadTestPlan: Sendable {
 
         /// `name[:field=value,...]` with fields rate, period, burst, overflow, max_delay,
         /// max_queue_delay, max_depth and offered, e.g. `q:rate=20,burst=10,overflow=queue,max_queue_delay=5`.
-        public init(parsing spec: String) throws(LoadTestError) {
+        public init(parsing spec: String) throws(LoadError) {
             let parts = spec.split(separator: ":", maxSplits: 1)
             guard let name = parts.first, !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
                 throw .invalidPlan("key spec '\(spec)': expected name[:field=value,...]")
@@ -36,7 +36,7 @@ public struct LoadTestPlan: Sendable {
                 let pair = field.split(separator: "=", maxSplits: 1).map(String.init)
                 guard pair.count == 2 else { throw .invalidPlan("key spec '\(spec)': '\(field)' is not field=value") }
                 let (fieldName, value) = (pair[0], pair[1])
-                func number() throws(LoadTestError) -> Double {
+                func number() throws(LoadError) -> Double {
                     guard let number = Double(value), number.isFinite, number > 0 else {
                         throw .invalidPlan("key spec '\(spec)': \(fieldName) must be a positive number")
                     }
@@ -126,7 +126,7 @@ public struct LoadTestPlan: Sendable {
     }
 }
 
-public enum LoadTestError: Error, CustomStringConvertible {
+public enum LoadError: Error, CustomStringConvertible {
     case invalidPlan(String)
     case setup(String)
 

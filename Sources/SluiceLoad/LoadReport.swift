@@ -118,7 +118,7 @@ public struct LoadReport: Sendable, Encodable {
         return worst
     }
 
-    static func keyReport(_ key: LoadTestPlan.Key, id: String, offered: Double, recorder: KeyRecorder) -> KeyReport {
+    static func keyReport(_ key: LoadPlan.Key, id: String, offered: Double, recorder: KeyRecorder) -> KeyReport {
         let (counts, unsortedSlots, unslotted, latency, failureLog) = recorder.snapshot
         let slots = unsortedSlots.sorted()
         let span = slots.count > 1 ? Double(slots.last! - slots.first!) / 1_000_000 : 0

@@ -9,13 +9,13 @@ import Synchronization
 /// Admissions are judged by their slots on the limiter's own clock (`Sluice-Slot`, µs since the
 /// epoch on Redis' clock), not by when answers arrived: network jitter between replicas must not
 /// look like, or hide, an over-admission.
-public struct LoadTest: Sendable {
-    public let plan: LoadTestPlan
+public struct LoadGenerator: Sendable {
+    public let plan: LoadPlan
     private let client: HTTPClientPool
     private let progress: @Sendable (String) -> Void
 
     /// `progress` receives one line per second while the test runs.
-    public init(plan: LoadTestPlan, progress: @escaping @Sendable (String) -> Void) {
+    public init(plan: LoadPlan, progress: @escaping @Sendable (String) -> Void) {
         self.plan = plan
         self.client = HTTPClientPool(host: plan.host, port: plan.port, tls: plan.tls)
         self.progress = progress
@@ -24,7 +24,7 @@ public struct LoadTest: Sendable {
     static let predictBody = Array(#"{"features":{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}}"#.utf8)
 
     private struct Driven: Sendable {
-        var key: LoadTestPlan.Key
+        var key: LoadPlan.Key
         var secret: String
         var id: String
         var recorder = KeyRecorder()
@@ -85,14 +85,14 @@ public struct LoadTest: Sendable {
 
     /// Creates one key through the admin API; a 429 (the admin key's own limit, when many keys are
     /// created at once) is retried after its Retry-After, five times at most.
-    private func create(_ key: LoadTestPlan.Key) async throws -> Driven {
+    private func create(_ key: LoadPlan.Key) async throws -> Driven {
         var response: HTTPClientPool.Response
         var attempts = 0
         repeat {
             do {
                 response = try await client.send(.init(method: .POST, path: "/v1/keys", headers: adminHeaders, body: Array(key.creationBody.utf8)))
             } catch {
-                throw LoadTestError.setup("cannot reach http://\(plan.host):\(plan.port): \(error)")
+                throw LoadError.setup("cannot reach http://\(plan.host):\(plan.port): \(error)")
             }
             attempts += 1
             guard response.status == 429, attempts < 5 else { break }
@@ -102,7 +102,7 @@ public struct LoadTest: Sendable {
         guard response.status == 201, let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
             let secret = json["key"] as? String, let id = json["id"] as? String
         else {
-            throw LoadTestError.setup("creating key \(key.name) answered \(response.status): \(String(decoding: response.body, as: UTF8.self))")
+            throw LoadError.setup("creating key \(key.name) answered \(response.status): \(String(decoding: response.body, as: UTF8.self))")
         }
         return Driven(key: key, secret: secret, id: id)
     }

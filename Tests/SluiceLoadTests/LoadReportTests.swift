@@ -1,6 +1,6 @@
 import Testing
 
-@testable import SluiceLoadTest
+@testable import SluiceLoad
 
 @Suite("Load-test plan and report arithmetic")
 struct LoadReportTests {
@@ -14,19 +14,19 @@ struct LoadReportTests {
     }
 
     @Test func aKeySpecReadsEveryField() throws {
-        let key = try LoadTestPlan.Key(parsing: "q:rate=20,period=2,burst=5,overflow=queue,max_queue_delay=5,max_depth=100,offered=90")
+        let key = try LoadPlan.Key(parsing: "q:rate=20,period=2,burst=5,overflow=queue,max_queue_delay=5,max_depth=100,offered=90")
         #expect(key.name == "q" && key.rate == 20 && key.period == 2 && key.burst == 5 && key.overflow == "queue")
         #expect(key.maxQueueDelay == 5 && key.maxDepth == 100 && key.offered == 90)
         #expect(key.creationBody.contains(#""overflow":"queue""#) && key.creationBody.contains(#""max_queue_delay":5.0"#))
         for bad in ["", "a:rate", "a:rate=-1", "a:overflow=later", "a:colour=red", "a b"] {
-            #expect(throws: LoadTestError.self) { try LoadTestPlan.Key(parsing: bad) }
+            #expect(throws: LoadError.self) { try LoadPlan.Key(parsing: bad) }
         }
     }
 
     @Test func slotHeaderIsMicrosecondsExactly() {
-        #expect(LoadTest.microseconds("1795219812.000042") == 1_795_219_812_000_042)
-        #expect(LoadTest.microseconds("1795219812.5") == 1_795_219_812_500_000)
-        #expect(LoadTest.microseconds("1795219812") == 1_795_219_812_000_000)
-        #expect(LoadTest.microseconds("soon") == nil)
+        #expect(LoadGenerator.microseconds("1795219812.000042") == 1_795_219_812_000_042)
+        #expect(LoadGenerator.microseconds("1795219812.5") == 1_795_219_812_500_000)
+        #expect(LoadGenerator.microseconds("1795219812") == 1_795_219_812_000_000)
+        #expect(LoadGenerator.microseconds("soon") == nil)
     }
 }
