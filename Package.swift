@@ -103,6 +103,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                // The model, pub/sub and degraded mode run as services beside the HTTP server.
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // The connection guard (read deadline, connection cap) and TLS sit in the NIO pipeline.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -125,7 +127,7 @@ let package = Package(
         ),
         // `sluice loadtest`: open/closed-loop load over keep-alive HTTP/1.1 (SwiftNIO), HdrHistogram latencies.
         .target(
-            name: "SluiceLoadTest",
+            name: "SluiceLoad",
             dependencies: [
                 "SluiceCore",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -140,7 +142,7 @@ let package = Package(
             name: "sluice",
             dependencies: [
                 "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceSecrets", "SluiceAuth", "SluiceService", "SluiceWorker", "SluiceModel",
-                "SluiceLoadTest",
+                "SluiceLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -156,15 +158,18 @@ let package = Package(
         .testTarget(
             name: "SluiceServiceTests",
             dependencies: [
-                "SluiceAuth", "SluiceCore", "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceService", "SluiceTestSupport",
+                "SluiceAuth", "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceModel", "SluiceQueue", "SluiceSecrets", "SluiceService",
+                "SluiceTestSupport",
+                // The in-process tier (Tests/SluiceServiceTests/InProcess): the replica's router without a socket.
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),
             ],
             // schemathesis' hooks (Python), run by SchemathesisTests.
             exclude: ["Schemathesis"]
         ),
-        .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceQueueTests", dependencies: ["SluiceQueue", "SluiceLimiter", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceLoadTestTests", dependencies: ["SluiceLoadTest"]),
+        .testTarget(name: "SluiceLoadTests", dependencies: ["SluiceLoad"]),
         // The whole system: scripts/cluster, HAProxy, Redis ACLs, sluice loadtest, deployment files.
         .testTarget(
             name: "IntegrationTests",

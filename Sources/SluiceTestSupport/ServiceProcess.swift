@@ -193,6 +193,12 @@ public enum HTTP {
         public let headers: [String: String]
         public let body: Data
 
+        public init(status: Int, headers: [String: String], body: Data) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
+
         /// A header by case-insensitive name.
         public func header(_ name: String) -> String? {
             headers.first { $0.key.lowercased() == name.lowercased() }?.value

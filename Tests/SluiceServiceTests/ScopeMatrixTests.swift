@@ -3,9 +3,10 @@ import SluiceRedis
 import SluiceTestSupport
 import Testing
 
-/// Every endpoint × scope pair, against a real replica: a key reaches an endpoint exactly when it
-/// holds one of the endpoint's scopes.
-@Suite("Endpoint × scope matrix over HTTP", .serialized)
+/// Authentication and scopes against a real replica over HTTP: what depends on the peer address
+/// and on the process. The endpoint × scope matrix itself runs in process
+/// (InProcessEndpointScopeTests), on the endpoints listed here.
+@Suite("Authentication and scopes over HTTP", .serialized)
 struct ScopeMatrixTests {
     struct Endpoint: CustomStringConvertible {
         var method: String
@@ -34,37 +35,6 @@ struct ScopeMatrixTests {
             // Past the scope check a job that is not the key's own is 404 (DeferralTests reads real ones).
             Endpoint(method: "GET", path: "/v1/jobs/\(String(repeating: "a", count: 32))", allowed: ["predict"], allowedStatuses: 404..<405),
         ]
-    }
-
-    @Test func everyEndpointEnforcesItsScopes() async throws {
-        let cluster = try await Cluster()
-        var keys: [String: String] = [:]
-        for scope in ["predict", "train", "admin", "metrics"] {
-            keys[scope] = try await cluster.createKey(scopes: [scope]).key
-        }
-        var checked = 0
-        for scope in ["predict", "train", "admin", "metrics"] {
-            // A fresh victim per scope, so that DELETE and rotate find something to act on.
-            let victim = try await cluster.createKey(scopes: ["predict"]).id
-            for endpoint in try Self.endpoints(victim: victim) {
-                let response = try await HTTP.send(
-                    endpoint.method, cluster.url + endpoint.path,
-                    headers: ["Authorization": "Bearer \(keys[scope]!)", "Content-Type": endpoint.contentType],
-                    body: endpoint.body.isEmpty ? nil : Data(endpoint.body.utf8))
-                if endpoint.allowed.contains(scope) {
-                    #expect(endpoint.allowedStatuses.contains(response.status), "\(scope) → \(endpoint): \(response.status) \(response.text)")
-                } else {
-                    #expect(response.status == 403, "\(scope) → \(endpoint): \(response.status)")
-                    #expect(response.header("Content-Type") == "application/problem+json")
-                    #expect(response.header("WWW-Authenticate")?.contains("insufficient_scope") == true)
-                    // RFC 6750: the scopes that would do, space-separated.
-                    let expected = "scope=\"\(endpoint.allowed.sorted().joined(separator: " "))\""
-                    #expect(response.header("WWW-Authenticate")?.contains(expected) == true, "\(response.header("WWW-Authenticate") ?? "")")
-                }
-                checked += 1
-            }
-        }
-        #expect(checked == 48)
     }
 
     @Test func noKeyOrAWrongKeyIs401UntilTheAddressIsThrottled() async throws {
