@@ -39,3 +39,10 @@ extension Request {
         return value.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
     }
 }
+
+extension Date {
+    /// A time in microseconds since the Unix epoch (how Redis' clock is kept in the scripts).
+    init(microseconds: Int64) {
+        self.init(timeIntervalSince1970: Double(microseconds) / 1_000_000)
+    }
+}

@@ -78,3 +78,14 @@ enum StrictBody {
         }
     }
 }
+
+/// The JSON Pointer of the field a `DecodingError` complains about.
+func pointer(of error: any Error) -> String {
+    let path: [any CodingKey]
+    switch error as? DecodingError {
+    case .keyNotFound(let key, let context)?: path = context.codingPath + [key]
+    case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?: path = context.codingPath
+    default: path = []
+    }
+    return path.map { "/" + ($0.intValue.map(String.init) ?? $0.stringValue) }.joined()
+}

@@ -50,10 +50,3 @@ enum DeferralPlan: Equatable {
         }
     }
 }
-
-extension Date {
-    /// A time in microseconds since the Unix epoch (how Redis' clock is kept in the scripts).
-    init(microseconds: Int64) {
-        self.init(timeIntervalSince1970: Double(microseconds) / 1_000_000)
-    }
-}
