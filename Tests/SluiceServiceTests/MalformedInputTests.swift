@@ -62,6 +62,18 @@ struct MalformedInputTests {
         Case(name: "megabytes of body", body: String(repeating: " ", count: 3_000_000), status: 413),
     ]
 
+    /// The answer every case expects: its status, as problem+json, pointing at the field when it names one.
+    static func expectProblem(_ response: HTTP.Response, for testCase: Case, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(response.status == testCase.status, "\(testCase.name): \(response.status) \(response.text.prefix(300))", sourceLocation: sourceLocation)
+        #expect(response.header("Content-Type") == "application/problem+json", "\(testCase.name)", sourceLocation: sourceLocation)
+        let problem = response.json
+        #expect(problem?["status"] as? Int == testCase.status, "\(testCase.name)", sourceLocation: sourceLocation)
+        if let pointer = testCase.pointer {
+            let errors = problem?["errors"] as? [[String: Any]] ?? []
+            #expect(errors.contains { $0["pointer"] as? String == pointer }, "\(testCase.name): \(errors)", sourceLocation: sourceLocation)
+        }
+    }
+
     /// The whole table runs in process (InProcessPredictionInputTests); over a real connection,
     /// the bodies the server must refuse while they are still arriving, and the process's log.
     @Test func oversizedBodiesAreRefusedWhileArrivingAndNothingIs500() async throws {
@@ -73,14 +85,7 @@ struct MalformedInputTests {
             let response = try await HTTP.send(
                 "POST", cluster.url + "/v1/predict",
                 headers: ["Authorization": "Bearer \(key)", "Content-Type": testCase.contentType], body: Data(testCase.raw ?? Array(testCase.body.utf8)))
-            #expect(response.status == testCase.status, "\(testCase.name): \(response.status) \(response.text.prefix(300))")
-            #expect(response.header("Content-Type") == "application/problem+json", "\(testCase.name)")
-            let problem = response.json
-            #expect(problem?["status"] as? Int == testCase.status, "\(testCase.name)")
-            if let pointer = testCase.pointer {
-                let errors = problem?["errors"] as? [[String: Any]] ?? []
-                #expect(errors.contains { $0["pointer"] as? String == pointer }, "\(testCase.name): \(errors)")
-            }
+            Self.expectProblem(response, for: testCase)
         }
         // The replica survived all of it.
         #expect(try await HTTP.json("POST", cluster.url + "/v1/predict", key: key, Cluster.setosa).status == 200)

@@ -15,14 +15,7 @@ struct InProcessPredictionInputTests {
                     "POST", "/v1/predict",
                     headers: ["Authorization": "Bearer \(key)", "Content-Type": testCase.contentType],
                     body: Data(testCase.raw ?? Array(testCase.body.utf8)))
-                #expect(response.status == testCase.status, "\(testCase.name): \(response.status) \(response.text.prefix(300))")
-                #expect(response.header("Content-Type") == "application/problem+json", "\(testCase.name)")
-                let problem = response.json
-                #expect(problem?["status"] as? Int == testCase.status, "\(testCase.name)")
-                if let pointer = testCase.pointer {
-                    let errors = problem?["errors"] as? [[String: Any]] ?? []
-                    #expect(errors.contains { $0["pointer"] as? String == pointer }, "\(testCase.name): \(errors)")
-                }
+                MalformedInputTests.expectProblem(response, for: testCase)
             }
             // The replica survived all of it, and answered none of it with a 5xx.
             #expect(try await replica.json("POST", "/v1/predict", key: key, Cluster.setosa).status == 200)
