@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import SluiceAuth
@@ -38,10 +39,11 @@ struct Admission: Sendable {
     }
 
     /// A valid request that may wait for a later slot rather than be refused (a `delay` or
-    /// `queue` key over its limit): the job it would become, and what the client prefers.
+    /// `queue` key over its limit): the job it would become, and the request's header fields,
+    /// whose `Prefer` is read only for a request that is deferred (not on the hot path).
     struct Deferral: Sendable {
         var job: PredictionJob
-        var preferences: DeferralPreferences
+        var headers: HTTPFields
     }
 
     /// An admitted request, as its handler sees it.
@@ -155,7 +157,7 @@ struct Admission: Sendable {
     /// client's `Prefer` choose (``DeferralPlan``).
     private func verdict(for decision: Decision, record: KeyRecord, deferral: Deferral?, logger: Logger) async throws -> (Verdict, String?) {
         guard decision.delay > .zero, let deferral else { return (.now, nil) }
-        switch DeferralPlan.choose(overflow: record.plan.overflow, preferences: deferral.preferences, delay: decision.delay) {
+        switch DeferralPlan.choose(overflow: record.plan.overflow, preferences: DeferralPreferences(deferral.headers), delay: decision.delay) {
         case .hold(let applied):
             return (.hold(decision.delay), applied)
         case .enqueue(let applied):

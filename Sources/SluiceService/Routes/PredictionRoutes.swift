@@ -105,7 +105,7 @@ struct PredictionRoutes {
     ) async throws -> Response {
         let input = try? parsed.get()
         let deferral = input.map {
-            Admission.Deferral(job: PredictionJob(rows: $0.instances, output: record.effectiveOutput), preferences: DeferralPreferences(request.headers))
+            Admission.Deferral(job: PredictionJob(rows: $0.instances, output: record.effectiveOutput), headers: request.headers)
         }
         return try await admission.serve(
             request, context, scopes: [.predict], charge: .key(cost: input?.instances.count ?? 1), deferral: deferral, authenticated: record
