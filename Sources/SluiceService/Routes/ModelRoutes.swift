@@ -10,7 +10,7 @@ struct ModelRoutes {
     let models: ModelHolder
     let training: TrainingSlot
     let activationGate: ActivationGate
-    /// How many versions to keep (``ServiceConfiguration/modelRetention``).
+    /// Stored versions kept besides the active and the previous one (``ServiceConfiguration/modelRetention``).
     let retention: Int
     let metrics: ServiceMetrics
 
