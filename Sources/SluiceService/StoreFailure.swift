@@ -28,6 +28,19 @@ extension Problem {
     }
 }
 
+extension Problem {
+    /// Runs a call to a Redis-backed store; any failure becomes ``storeFailure(_:cause:metrics:logger:)``.
+    static func storeCall<T>(
+        _ what: String, metrics: ServiceMetrics, logger: Logger, _ call: () async throws -> T
+    ) async throws(Problem) -> T {
+        do {
+            return try await call()
+        } catch {
+            throw storeFailure(what, cause: error, metrics: metrics, logger: logger)
+        }
+    }
+}
+
 /// At most one log line per store per second.
 private final class StoreFailureLog: Sendable {
     static let shared = StoreFailureLog()

@@ -170,11 +170,8 @@ struct Admission: Sendable {
     private func enqueue(_ job: PredictionJob, record: KeyRecord, decision: Decision, logger: Logger) async throws -> Verdict {
         let id = JobID.generate()
         let maxDepth = record.plan.effectiveMaxDepth
-        let depth: Int?
-        do {
-            depth = try await jobs.enqueue(id, keyID: record.id, input: job.encoded(), notBefore: decision.slotTime, maxDepth: maxDepth)
-        } catch {
-            throw Problem.storeFailure("job queue", cause: error, metrics: metrics, logger: logger)
+        let depth = try await Problem.storeCall("job queue", metrics: metrics, logger: logger) {
+            try await jobs.enqueue(id, keyID: record.id, input: job.encoded(), notBefore: decision.slotTime, maxDepth: maxDepth)
         }
         guard depth != nil else {
             var problem = rateLimited(decision, detail: "This key already has \(maxDepth) jobs queued (max_depth); retry after the given time.")

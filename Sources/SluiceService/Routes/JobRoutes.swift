@@ -17,11 +17,8 @@ struct JobRoutes {
         routes.get("/v1/jobs/:id") { request, context in
             try await admission.serve(request, context, scopes: [.predict], charge: .jobStatus) { admitted in
                 guard let id = context.parameters.get("id").flatMap(JobID.init) else { throw Self.noSuchJob }
-                let job: Job?
-                do {
-                    job = try await jobs.job(id, keyID: admitted.record.id)
-                } catch {
-                    throw Problem.storeFailure("job queue", cause: error, metrics: metrics, logger: context.logger)
+                let job = try await Problem.storeCall("job queue", metrics: metrics, logger: context.logger) {
+                    try await jobs.job(id, keyID: admitted.record.id)
                 }
                 guard let job, job.keyID == admitted.record.id else { throw Self.noSuchJob }
                 return try Self.response(job, redisNow: admitted.decision.decidedAt)

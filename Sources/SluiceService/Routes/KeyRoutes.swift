@@ -96,10 +96,6 @@ struct KeyRoutes {
     }
 
     private func storeCall<T>(_ context: SluiceRequestContext, _ call: () async throws -> T) async throws(Problem) -> T {
-        do {
-            return try await call()
-        } catch {
-            throw Problem.storeFailure("key store", cause: error, metrics: metrics, logger: context.logger)
-        }
+        try await Problem.storeCall("key store", metrics: metrics, logger: context.logger, call)
     }
 }

@@ -50,12 +50,9 @@ struct PredictionRoutes {
         }
         guard let idempotencyKey = IdempotencyStore.parseKey(header) else { throw Problem.invalidIdempotencyKey }
         let fingerprint = IdempotencyStore.fingerprint(body, output: record.effectiveOutput.rawValue)
-        let claim: IdempotencyStore.Claim
-        do {
-            claim = try await idempotency.claim(
+        let claim = try await Problem.storeCall("idempotency store", metrics: metrics, logger: context.logger) {
+            try await idempotency.claim(
                 keyID: record.id, idempotencyKey: idempotencyKey, fingerprint: fingerprint, lease: record.plan.deferralHorizon + .seconds(60))
-        } catch {
-            throw Problem.storeFailure("idempotency store", cause: error, metrics: metrics, logger: context.logger)
         }
         switch claim {
         case .inProgress:
