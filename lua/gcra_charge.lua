@@ -2,40 +2,32 @@
 -- so that windows spanning the outage's end still hold across the fleet.
 --
 -- Contract:
---   KEYS[i]            limiter key of policy i, i = 1..n (n >= 1), as for gcra.lua
---   ARGV[4i-3 .. 4i]   burst (integer >= 1), rate (integer >= 1 per period), period (seconds > 0),
---                      cost (integer >= 0): requests admitted locally that elapsed time has not
---                      yet paid for (the replica's outstanding local debt on this policy)
--- Reply: the Redis time of the charge in integer microseconds (as a string).
+--   KEYS[i]                 limiter key of policy i, i = 1..n (n >= 1), as for gcra.lua
+--   ARGV[2i-1], ARGV[2i]    policy i's charge and allowance, integer microseconds in hexadecimal
+--                           as for gcra.lua: charge = interval x the requests admitted locally that
+--                           elapsed time has not yet paid for (the replica's outstanding local debt
+--                           on this policy), allowance = interval x burst
+-- Reply: the Redis time of the charge in integer microseconds.
 --
--- Unlike gcra.lua this never denies: each TAT advances by interval * cost from max(TAT, now), but
--- not beyond now + interval * burst (a full bucket's debt; the GCRA state cannot owe more without
--- refusing for longer than the policy's own window, which no admission pattern within the policy
--- could cause). Same integer-microsecond arithmetic and key expiry as gcra.lua.
+-- Unlike gcra.lua this never denies: each TAT advances by the charge from max(TAT, now), but not
+-- beyond now + allowance (a full bucket's debt; the GCRA state cannot owe more without refusing
+-- for longer than the policy's own window, which no admission pattern within the policy could
+-- cause). Same integer-microsecond arithmetic and key expiry as gcra.lua.
 local n = #KEYS
-if n < 1 or #ARGV ~= 4 * n then return redis.error_reply('ERR gcra_charge: 4 arguments (burst, rate, period, cost) per key') end
-local floor, format = math.floor, string.format
-local MAX_OFFSET = 2251799813685248
+if n < 1 or #ARGV ~= 2 * n then return redis.error_reply('ERR gcra_charge: 2 arguments (charge, allowance) per key') end
+local MAX = 2251799813685248
 local time = redis.call('TIME')
 local now = time[1] * 1000000 + time[2]
 local plan = {}
 for i = 1, n do
-  local a = 4 * i - 4
-  local burst, rate, period, cost = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  if burst == nil or not (burst >= 1 and burst < MAX_OFFSET) or burst % 1 ~= 0 then return redis.error_reply('ERR gcra_charge: burst must be an integer >= 1') end
-  if rate == nil or not (rate >= 1 and rate < MAX_OFFSET) or rate % 1 ~= 0 then return redis.error_reply('ERR gcra_charge: rate must be an integer >= 1') end
-  if period == nil or not (period > 0 and period <= 1e9) then return redis.error_reply('ERR gcra_charge: period must be a number of seconds > 0') end
-  if cost == nil or not (cost >= 0 and cost < MAX_OFFSET) or cost % 1 ~= 0 then return redis.error_reply('ERR gcra_charge: cost must be an integer >= 0') end
-  local period_us = floor(period * 1000000 + 0.5)
-  if period_us < 1 then return redis.error_reply('ERR gcra_charge: period must be at least one microsecond') end
-  local interval = period_us / rate
-  if interval % 1 ~= 0 then interval = floor(interval) + 1 end
-  if interval * burst >= MAX_OFFSET or interval * cost >= MAX_OFFSET then return redis.error_reply('ERR gcra_charge: burst, cost or period out of range') end
-  plan[3 * i - 2], plan[3 * i - 1], plan[3 * i] = burst, interval, cost
+  local charge, allowance = tonumber(ARGV[2 * i - 1], 16), tonumber(ARGV[2 * i], 16)
+  if not (charge and charge < MAX) then return redis.error_reply('ERR gcra_charge: charge must be a hexadecimal integer number of microseconds below 2^51') end
+  if not (allowance and allowance >= 1 and allowance < MAX) then return redis.error_reply('ERR gcra_charge: allowance must be a hexadecimal integer number of microseconds from 1 to 2^51') end
+  plan[2 * i - 1], plan[2 * i] = charge, allowance
 end
 for i = 1, n do
-  local burst, interval, cost = plan[3 * i - 2], plan[3 * i - 1], plan[3 * i]
-  if cost > 0 then
+  local charge, allowance = plan[2 * i - 1], plan[2 * i]
+  if charge > 0 then
     local tat = now
     local stored = redis.call('GET', KEYS[i])
     if stored then
@@ -43,13 +35,12 @@ for i = 1, n do
       if tat == nil then return redis.error_reply('ERR gcra_charge: key ' .. KEYS[i] .. ' does not hold a GCRA state') end
       if tat < now then tat = now end
     end
-    local new_tat = tat + interval * cost
-    if new_tat > now + interval * burst then new_tat = now + interval * burst end
+    local new_tat = tat + charge
+    if new_tat > now + allowance then new_tat = now + allowance end
     if new_tat > tat then
-      local ttl = (new_tat - now) / 1000000
-      if ttl % 1 ~= 0 then ttl = floor(ttl) + 1 end
-      redis.call('SET', KEYS[i], format('%.0f', new_tat), 'EX', ttl)
+      local text = string.format('%d', new_tat)
+      redis.call('SET', KEYS[i], text, 'PXAT', string.sub(text, 1, -4))
     end
   end
 end
-return format('%.0f', now)
+return now

@@ -98,7 +98,10 @@ public final class DegradedLimiter: Sendable {
                 let debt = max(0, state.tat - now)
                 let outstanding = (debt + interval - 1) / interval
                 owed += outstanding
-                arguments += [String(state.policy.burst), String(state.policy.rate), state.policy.periodArgument, String(outstanding)]
+                arguments += [
+                    String(state.policy.emissionIntervalMicroseconds * outstanding, radix: 16),
+                    String(state.policy.toleranceMicroseconds, radix: 16),
+                ]
             }
             guard owed > 0 else { continue }
             let keys = policies.map { limiter.redisKey(for: key, policy: $0.policy) }

@@ -55,6 +55,9 @@ public struct Policy: Sendable, Hashable, Codable {
         return (periodMicroseconds + Int64(rate) - 1) / Int64(rate)
     }
 
+    /// The GCRA tolerance: `burst` requests' worth of emission intervals, in µs.
+    public var toleranceMicroseconds: Int64 { emissionIntervalMicroseconds * Int64(burst) }
+
     /// The limiter's bound on any offset in µs (see `lua/gcra.lua`).
     static let maximumOffset: Int64 = 1 << 51
 
@@ -64,15 +67,6 @@ public struct Policy: Sendable, Hashable, Codable {
                 (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
                     || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
             }
-    }
-
-    /// Seconds as the script reads them (`"%.6f"`-style, no exponent).
-    var periodArgument: String { Self.secondsArgument(period) }
-
-    static func secondsArgument(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        let micros = attoseconds / 1_000_000_000_000
-        return micros == 0 ? String(seconds) : "\(seconds).\(String(micros).leftPadded(to: 6))"
     }
 
     private enum CodingKeys: String, CodingKey { case name, rate, period, burst, mode }

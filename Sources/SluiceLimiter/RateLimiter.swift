@@ -50,8 +50,7 @@ public struct RateLimiter: Sendable {
         defer { if leading { localDenial?.finish(key) } }
         let sentAt = ContinuousClock.now
         let keys = policies.map { redisKey(for: key, policy: $0) }
-        var arguments = policies.flatMap { [String($0.burst), String($0.rate), $0.periodArgument, String(cost)] }
-        if horizon > .zero { arguments.append(Policy.secondsArgument(horizon)) }
+        let arguments = Self.arguments(policies: policies, cost: cost, horizon: horizon)
         let reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments, failing: RateLimitError.self)
         var decision = try Self.decode(reply, policies: policies, cost: cost)
         decision.key = key
@@ -94,58 +93,86 @@ public struct RateLimiter: Sendable {
         guard cost >= 0 else { throw .invalidArguments("cost must be >= 0") }
     }
 
-    /// Decodes the script's reply (see the contract at the top of `lua/gcra.lua`): the decisive
-    /// policy's fields, then three per policy, then (from newer scripts) the delay and Redis' time.
+    /// The script's arguments: per policy its charge (interval × cost) and allowance (interval ×
+    /// burst, plus the horizon), integer µs in hexadecimal (see `lua/gcra.lua`).
+    ///
+    /// A cost above some policy's burst can never be admitted, however long it waits: it is sent
+    /// without the horizon, so the script denies it instead of reserving it. An allowance beyond
+    /// the script's 2^51 µs bound (a horizon of decades) is cut to the bound.
+    public static func arguments(policies: [Policy], cost: Int, horizon: Duration = .zero) -> [String] {
+        let reservable = policies.allSatisfy { cost <= $0.burst }
+        let horizon = reservable ? min(horizon.microseconds, Policy.maximumOffset) : 0
+        var arguments: [String] = []
+        arguments.reserveCapacity(2 * policies.count)
+        for policy in policies {
+            let interval = policy.emissionIntervalMicroseconds
+            let (charge, overflow) = interval.multipliedReportingOverflow(by: Int64(cost))
+            arguments.append(String(overflow ? Policy.maximumOffset : charge, radix: 16))
+            let allowance = min(policy.toleranceMicroseconds + horizon, Policy.maximumOffset - 1)
+            arguments.append(String(allowance, radix: 16))
+        }
+        return arguments
+    }
+
+    /// Decodes the script's reply (see the contract at the top of `lua/gcra.lua`): whether it
+    /// admitted, Redis' time and each policy's TAT with the request charged. Everything else
+    /// follows from those and the policies' own interval and burst, exactly as the script decides:
+    /// a policy admits a request of cost `c` at `now` when `tat + interval × c − tolerance <= now`.
     static func decode(_ reply: RedisReply, policies: [Policy], cost: Int) throws(RateLimitError) -> Decision {
         do throws(RedisError) {
-            var fields = try ReplyFields(reply, of: "gcra")
-            try fields.expect(5 + 3 * policies.count, atLeast: true)
-            let allowed = try fields.int(), remaining = try fields.int()
-            let retryAfter = try fields.double(), resetAfter = try fields.double()
-            let decisive = try fields.int()
-            guard policies.indices.contains(decisive - 1) else { throw fields.mismatch("a policy index at field 4") }
-            var perPolicy: [(remaining: Int, retry: Double, reset: String)] = []
-            for _ in policies {
-                let remaining = try fields.int(), retry = try fields.double(), reset = try fields.string()
-                guard Double(reset) != nil else { throw fields.mismatch("a number at field \(fields.position - 1)") }
-                perPolicy.append((remaining, retry, reset))
+            var fields = try ReplyIntegers(reply, of: "gcra")
+            let admitted = try fields.next()
+            guard admitted == 0 || admitted == 1 else { throw fields.mismatch("0 or 1 at field 0") }
+            let isAllowed = admitted == 1
+            let seconds = try fields.next(), micros = try fields.next()
+            guard seconds >= 0, (0..<1_000_000).contains(micros) else { throw fields.mismatch("Redis' TIME at fields 1 and 2") }
+            let now = seconds * 1_000_000 + micros
+            var states: [Decision.PolicyState] = []
+            states.reserveCapacity(policies.count)
+            // When admitted: the policy with the fewest remaining; when denied: the longest wait.
+            var decisive = 0
+            var delay: Int64 = 0, longestWait: Int64 = 0
+            for (index, policy) in policies.enumerated() {
+                let interval = policy.emissionIntervalMicroseconds, tolerance = policy.toleranceMicroseconds
+                let charged = try fields.next()
+                // The policy's TAT after the call: a denial charged nothing.
+                let tat = isAllowed ? charged : charged - interval * Int64(cost)
+                guard tat >= now else { throw fields.mismatch("a TAT no earlier than Redis' time at field \(fields.position - 1)") }
+                // How long the charged request waits for room (<= 0: none).
+                let wait = charged - tolerance - now
+                let room = now - (tat - tolerance)
+                let remaining = room < 0 ? 0 : Int(room / interval)
+                let resetAfter = Duration.microseconds(tat - now)
+                if isAllowed {
+                    // A reservation's slot is when its last policy has room for it.
+                    delay = max(delay, wait)
+                    if index == 0 || remaining < states[decisive].remaining { decisive = index }
+                    states.append(Decision.PolicyState(policy: policy, remaining: remaining, retryAfter: nil, resetAfter: resetAfter, tat: tat))
+                } else {
+                    if wait > longestWait {
+                        longestWait = wait
+                        decisive = index
+                    }
+                    states.append(
+                        Decision.PolicyState(
+                            policy: policy, remaining: remaining, retryAfter: wait > 0 ? .microseconds(wait) : nil,
+                            resetAfter: resetAfter, tat: tat))
+                }
             }
-            let delay = fields.remaining > 0 ? try fields.next().double ?? 0 : 0
-            let decidedAt = fields.remaining > 0 ? try fields.next().int.map(Int64.init) ?? 0 : 0
-            let states = zip(policies, perPolicy).map { policy, state in
-                Decision.PolicyState(
-                    policy: policy,
-                    remaining: state.remaining,
-                    retryAfter: state.retry < 0 ? nil : .seconds(state.retry),
-                    resetAfter: .seconds(Double(state.reset) ?? 0),
-                    // Parsed from the digits, not the Double: a TAT one µs high would not be a bound.
-                    tat: decidedAt + (Self.microseconds(state.reset) ?? 0)
-                )
-            }
-            let policy = policies[decisive - 1]
-            // A cost of 0 is never "admitted" by the script (allowed = cost = 0) but is not a denial.
-            let isAllowed = cost == 0 ? retryAfter < 0 : allowed > 0
+            try fields.end()
+            let policy = policies[decisive]
             return Decision(
                 isAllowed: isAllowed,
                 policy: policy,
-                remaining: remaining,
-                retryAfter: isAllowed || cost > policy.burst ? nil : .seconds(retryAfter),
-                resetAfter: .seconds(resetAfter),
+                remaining: states[decisive].remaining,
+                retryAfter: isAllowed || cost > policy.burst ? nil : states[decisive].retryAfter,
+                resetAfter: states[decisive].resetAfter,
                 states: states,
-                delay: .microseconds(Int64((delay * 1_000_000).rounded())),
-                decidedAt: decidedAt
+                delay: .microseconds(delay),
+                decidedAt: now
             )
         } catch {
             throw .redis(error)
         }
-    }
-
-    /// Exact µs of a non-negative `"%.6f"` seconds string of the script; `nil` for anything else.
-    static func microseconds(_ text: String) -> Int64? {
-        let parts = text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard parts.count == 2, let whole = Int64(Substring(parts[0])), whole >= 0, parts[1].count == 6,
-            let fraction = Int64(Substring(parts[1])), fraction >= 0
-        else { return nil }
-        return whole * 1_000_000 + fraction
     }
 }

@@ -61,3 +61,51 @@ public struct ReplyFields {
         .unexpectedReply("\(source) answered \(reply) (expected \(expected))")
     }
 }
+
+/// Reads a bulk-string reply of space-separated decimal integers field by field: the form a
+/// script answers in when an array reply would cost Redis more than the script's own work
+/// (`lua/gcra.lua`). Parses the bytes in place; names what was expected when the shape is wrong.
+public struct ReplyIntegers {
+    private let bytes: [UInt8]
+    private let reply: RedisReply
+    private let source: String
+    private var index = 0
+    /// The index of the next field.
+    public private(set) var position = 0
+
+    public init(_ reply: RedisReply, of source: String) throws(RedisError) {
+        guard case .bulkString(let bytes) = reply else { throw .unexpectedReply("\(source) answered \(reply)") }
+        self.bytes = bytes
+        self.reply = reply
+        self.source = source
+    }
+
+    /// The next field: an optional `-` and 1 to 18 digits.
+    public mutating func next() throws(RedisError) -> Int64 {
+        guard index < bytes.count else { throw mismatch("more than \(position) fields") }
+        let negative = bytes[index] == UInt8(ascii: "-")
+        if negative { index += 1 }
+        var value: Int64 = 0, digits = 0
+        while index < bytes.count, bytes[index] != UInt8(ascii: " ") {
+            let digit = bytes[index] &- UInt8(ascii: "0")
+            guard digit < 10, digits < 18 else { throw mismatch("a decimal integer at field \(position)") }
+            value = value * 10 + Int64(digit)
+            digits += 1
+            index += 1
+        }
+        guard digits > 0 else { throw mismatch("a decimal integer at field \(position)") }
+        if index < bytes.count { index += 1 }  // the separator
+        position += 1
+        return negative ? -value : value
+    }
+
+    /// Fails unless every field has been read.
+    public func end() throws(RedisError) {
+        guard index == bytes.count, bytes.last != UInt8(ascii: " ") else { throw mismatch("\(position) fields") }
+    }
+
+    /// The error for a reply whose shape is not what `expected` says.
+    public func mismatch(_ expected: String) -> RedisError {
+        .unexpectedReply("\(source) answered \(reply) (expected \(expected))")
+    }
+}

@@ -67,7 +67,7 @@ struct BenchLimiterCommand: AsyncParsableCommand {
             String(format: "%.3f", samples[min(samples.count - 1, Int(Double(samples.count) * quantile))].seconds * 1000)
         }
         print("script: gcra sha=\(sha)")
-        print("redis-key: \(limiter.redisKey(for: key, policy: policy)) args: \(policy.burst) \(policy.rate) 1 1")
+        print("redis-key: \(limiter.redisKey(for: key, policy: policy)) args: \(RateLimiter.arguments(policies: [policy], cost: 1).joined(separator: " "))")
         print("latency (1 caller, \(latencySamples) checks): p50 \(ms(0.50)) ms, p99 \(ms(0.99)) ms")
         print(String(format: "sluice limiter: %.0f decisions/s (%d callers, %d connections, %.1f s)",
                      Double(decisions) / elapsed, concurrency, client.configuration.connections, elapsed))

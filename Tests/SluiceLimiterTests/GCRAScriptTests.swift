@@ -14,22 +14,54 @@ struct GCRAScriptTests {
         client = try RedisServer.sharedClient()
     }
 
+    /// redis_rate's reply fields, computed from the script's integer-µs reply.
     struct Reply {
         var allowed: Int, remaining: Int, retryAfter: Double, resetAfter: Double
     }
 
-    func allowN(_ key: String, burst: Int, rate: Int, period: String, cost: Int) async throws -> Reply {
-        let reply = try await client.evaluate(
-            RateLimiter.script, keys: [key], arguments: [String(burst), String(rate), period, String(cost)])
-        let fields = try #require(reply.array)
-        return Reply(
-            allowed: try #require(fields[0].int), remaining: try #require(fields[1].int),
-            retryAfter: try #require(fields[2].double), resetAfter: try #require(fields[3].double))
+    /// One policy as redis_rate names it; the script takes its charge and allowance in µs.
+    struct Limit {
+        var burst: Int, rate: Int, period: Double
+        /// period ÷ rate in µs, rounded up (the caller's conversion, done once per policy).
+        var interval: Int { (Int((period * 1_000_000).rounded()) + rate - 1) / rate }
+        var tolerance: Int { interval * burst }
+        /// charge (interval × cost) and allowance (tolerance + horizon), in hexadecimal.
+        func arguments(cost: Int, horizon: Int = 0) -> [String] {
+            [String(interval * cost, radix: 16), String(tolerance + horizon, radix: 16)]
+        }
+    }
+
+    /// The script's reply "admitted seconds µs tat_1 … tat_n" read as redis_rate's fields, per
+    /// policy (the conformance test's own decoder, independent of RateLimiter's). The deciding
+    /// policy: when denied the one with the longest wait, otherwise the one with the fewest remaining.
+    func fields(_ reply: RedisReply, limits: [Limit], cost: Int) throws -> (admitted: Bool, now: Int, tats: [Int], decisive: Int, perPolicy: [Reply]) {
+        let words = try #require(reply.string).split(separator: " ").map { try #require(Int($0)) }
+        try #require(words.count == 3 + limits.count && (words[0] == 0 || words[0] == 1))
+        let admitted = words[0] == 1, now = words[1] * 1_000_000 + words[2]
+        // Charged TATs; a denial wrote nothing, so its state is the TAT without the charge.
+        let tats = zip(limits, words.dropFirst(3)).map { limit, charged in admitted ? charged : charged - limit.interval * cost }
+        let perPolicy = zip(limits, tats).map { limit, tat in
+            let room = now - (tat - limit.tolerance)
+            let wait = tat + limit.interval * cost - limit.tolerance - now
+            return Reply(
+                allowed: admitted ? cost : 0, remaining: max(0, room / limit.interval),
+                retryAfter: admitted || wait <= 0 ? -1 : Double(wait) / 1e6, resetAfter: Double(tat - now) / 1e6)
+        }
+        let decisive = admitted
+            ? perPolicy.indices.min { perPolicy[$0].remaining < perPolicy[$1].remaining }!
+            : perPolicy.indices.max { perPolicy[$0].retryAfter < perPolicy[$1].retryAfter }!
+        return (admitted, now, tats, decisive, perPolicy)
+    }
+
+    func allowN(_ key: String, burst: Int, rate: Int, period: Double, cost: Int) async throws -> Reply {
+        let limit = Limit(burst: burst, rate: rate, period: period)
+        let reply = try await client.evaluate(RateLimiter.script, keys: [key], arguments: limit.arguments(cost: cost))
+        return try fields(reply, limits: [limit], cost: cost).perPolicy[0]
     }
 
     /// redis_rate's `PerSecond(10)`: burst 10, rate 10, period 1 s.
     func perSecond10(_ cost: Int) async throws -> Reply {
-        try await allowN(key, burst: 10, rate: 10, period: "1", cost: cost)
+        try await allowN(key, burst: 10, rate: 10, period: 1, cost: cost)
     }
 
     // MARK: Published cases of the redis_rate family (TestAllow, TestAllowN_IncrementZero, TestRetryAfter)
@@ -63,7 +95,7 @@ struct GCRAScriptTests {
 
     @Test func publishedRetryAfterNeverExceedsTheInterval() async throws {
         for _ in 0..<1000 {
-            let r = try await allowN(key, burst: 1, rate: 1, period: "0.001", cost: 1)
+            let r = try await allowN(key, burst: 1, rate: 1, period: 0.001, cost: 1)
             if r.allowed == 0 { #expect(r.retryAfter <= 0.001) }
         }
     }
@@ -101,7 +133,7 @@ struct GCRAScriptTests {
     }
 
     @Test func ttlIsCeilOfResetAfter() async throws {
-        let r = try await allowN(key, burst: 100, rate: 1, period: "60", cost: 50)
+        let r = try await allowN(key, burst: 100, rate: 1, period: 60, cost: 50)
         #expect(abs(r.resetAfter - 3000) < 0.01)
         let ttl = try #require(try await client.send("TTL", key).int)
         #expect((2999...3000).contains(ttl))
@@ -111,17 +143,16 @@ struct GCRAScriptTests {
     }
 
     private func perSecond10Key(_ other: String) async throws -> Reply {
-        try await allowN(other, burst: 10, rate: 10, period: "1", cost: 1)
+        try await allowN(other, burst: 10, rate: 10, period: 1, cost: 1)
     }
 
+    /// Arguments: charge and allowance (µs, hexadecimal).
     @Test(arguments: [
-        ["0", "10", "1", "1"], ["-1", "10", "1", "1"], ["1.5", "10", "1", "1"], ["abc", "10", "1", "1"],
-        ["nan", "10", "1", "1"], ["inf", "10", "1", "1"], ["", "10", "1", "1"],
-        ["10", "0", "1", "1"], ["10", "-5", "1", "1"], ["10", "2.5", "1", "1"], ["10", "1e300", "1", "1"],
-        ["10", "10", "0", "1"], ["10", "10", "-1", "1"], ["10", "10", "x", "1"], ["10", "10", "nan", "1"],
-        ["10", "10", "inf", "1"], ["10", "10", "0.0000001", "1"],
-        ["10", "10", "1", "-1"], ["10", "10", "1", "0.5"], ["10", "10", "1", "nan"], ["10", "10", "1", "x"],
-        ["10", "10", "1"], ["10", "10", "1", "1", "-1"], ["10", "10", "1", "1", "x"], ["10", "10", "1", "1", "nan"],
+        ["-1", "f4240"], ["0.5", "f4240"], ["nan", "f4240"], ["x", "f4240"], ["inf", "f4240"], ["", "f4240"],
+        ["8000000000000", "f4240"], ["zz", "f4240"],
+        ["186a0", "0"], ["186a0", "-1"], ["186a0", "1.5"], ["186a0", "xyz"], ["186a0", "nan"], ["186a0", ""],
+        ["186a0", "8000000000000"], ["186a0", "ffffffffffffffff"],
+        ["186a0"], ["186a0", "f4240", "5"], ["1", "2", "3", "4"], [],
     ])
     func invalidArgumentsLeaveTheKeyUntouched(arguments: [String]) async throws {
         let key = "\(self.key):\(arguments.joined(separator: ","))"
@@ -137,25 +168,43 @@ struct GCRAScriptTests {
     @Test func anInvalidSecondPolicyLeavesTheFirstUntouched() async throws {
         await #expect(throws: RedisError.self) {
             try await client.evaluate(
-                RateLimiter.script, keys: ["\(key):a", "\(key):b"], arguments: ["10", "10", "1", "1", "10", "0", "1", "1"])
+                RateLimiter.script, keys: ["\(key):a", "\(key):b"], arguments: ["186a0", "f4240", "186a0", "0"])
         }
         #expect(try await client.send("EXISTS", "\(key):a").int == 0)
     }
 
     @Test func multiPolicyIsAllOrNothing() async throws {
         // 10 per minute with burst 20 (no refill during the test), and a quota of 5 per day.
-        let arguments = ["20", "10", "60", "1", "5", "5", "86400", "1"]
+        let limits = [Limit(burst: 20, rate: 10, period: 60), Limit(burst: 5, rate: 5, period: 86_400)]
+        let arguments = limits.flatMap { $0.arguments(cost: 1) }
         let keys = ["\(key):rate", "\(key):daily"]
         for _ in 0..<5 {
-            let reply = try #require(try await client.evaluate(RateLimiter.script, keys: keys, arguments: arguments).array)
-            #expect(reply[0].int == 1)
+            let reply = try await client.evaluate(RateLimiter.script, keys: keys, arguments: arguments)
+            #expect(try fields(reply, limits: limits, cost: 1).admitted)
         }
         let rateState = try await client.send("GET", keys[0])
-        let denied = try #require(try await client.evaluate(RateLimiter.script, keys: keys, arguments: arguments).array)
-        #expect(denied[0].int == 0)
-        #expect(denied[4].int == 2, "the daily quota decided")
-        #expect(try #require(denied[2].double) > 86_000 / 5 - 100)
+        let denied = try fields(try await client.evaluate(RateLimiter.script, keys: keys, arguments: arguments), limits: limits, cost: 1)
+        #expect(!denied.admitted)
+        #expect(denied.decisive == 1, "the daily quota decided")
+        #expect(denied.perPolicy[1].retryAfter > 86_000 / 5 - 100)
         #expect(try await client.send("GET", keys[0]) == rateState, "the rate policy must not be charged")
-        #expect(denied[5].int == 15, "the rate policy still has 15 of 20")
+        #expect(denied.perPolicy[0].remaining == 15, "the rate policy still has 15 of 20")
+    }
+
+    @Test func aReservationWithinTheHorizonIsChargedLikeAnAdmission() async throws {
+        // Burst 1 per second: the second request's slot is about one second away.
+        let limit = Limit(burst: 1, rate: 1, period: 1)
+        let withHorizon = limit.arguments(cost: 1, horizon: 2_000_000)
+        _ = try fields(try await client.evaluate(RateLimiter.script, keys: [key], arguments: withHorizon), limits: [limit], cost: 1)
+        let reserved = try fields(try await client.evaluate(RateLimiter.script, keys: [key], arguments: withHorizon), limits: [limit], cost: 1)
+        #expect(reserved.admitted)
+        // The TAT now holds both requests; the reserved one's slot is TAT − tolerance.
+        #expect((900_000...1_000_000).contains(reserved.tats[0] - limit.tolerance - reserved.now))
+        #expect(try await client.send("GET", key).int == reserved.tats[0])
+        let beyond = try fields(
+            try await client.evaluate(RateLimiter.script, keys: [key], arguments: limit.arguments(cost: 1, horizon: 1_000_000)),
+            limits: [limit], cost: 1)
+        #expect(!beyond.admitted, "a slot beyond the horizon is refused")
+        #expect(try await client.send("GET", key).int == reserved.tats[0], "and not charged")
     }
 }

@@ -199,11 +199,12 @@ struct ReservationTests {
 
 @Suite("Policy encoding")
 struct PolicyTests {
-    @Test func periodArgumentHasNoExponent() {
-        #expect(Policy(rate: 1, period: .seconds(1)).periodArgument == "1")
-        #expect(Policy(rate: 1, period: .milliseconds(500)).periodArgument == "0.500000")
-        #expect(Policy(rate: 1, period: .microseconds(1)).periodArgument == "0.000001")
-        #expect(Policy(rate: 1, period: .seconds(86_400)).periodArgument == "86400")
+    @Test func emissionIntervalIsWholeMicrosecondsRoundedUp() {
+        #expect(Policy(rate: 1, period: .seconds(1)).emissionIntervalMicroseconds == 1_000_000)
+        #expect(Policy(rate: 3, period: .seconds(1)).emissionIntervalMicroseconds == 333_334)
+        #expect(Policy(rate: 1_000_000_000, period: .seconds(1)).emissionIntervalMicroseconds == 1)
+        #expect(Policy(rate: 1, period: .microseconds(1)).emissionIntervalMicroseconds == 1)
+        #expect(Policy.daily(5).emissionIntervalMicroseconds == 17_280_000_000)
     }
 
     @Test func jsonUsesSecondsAndDefaultsBurstToRate() throws {
@@ -219,8 +220,40 @@ struct PolicyTests {
 
     @Test func decodeRejectsMalformedReplies() {
         let policy = Policy(rate: 1)
+        func reply(_ text: String) -> RedisReply { .bulkString(Array(text.utf8)) }
         #expect(throws: RateLimitError.self) { try RateLimiter.decode(.array([.integer(1)]), policies: [policy], cost: 1) }
         #expect(throws: RateLimitError.self) { try RateLimiter.decode(.null, policies: [policy], cost: 1) }
+        for text in [
+            "", "1 10", "2 10 0 12000000", "1 10 0 12000000 5", "1 10 0 12000000 ", "1 10 x 12000000", "1 10 1000000 12000000",
+            "1 -10 0 12000000", "1 10 0 9000000", "1  10 0 12000000", "1 10 0 1234567890123456789",
+        ] {
+            #expect(throws: RateLimitError.self, "\(text)") { try RateLimiter.decode(reply(text), policies: [policy], cost: 1) }
+        }
+        // A TAT before Redis' own time cannot come from the script: a denial's stored TAT is its
+        // charged TAT less the charge (one second for this policy).
+        #expect(throws: RateLimitError.self) { try RateLimiter.decode(reply("0 10 0 10500000"), policies: [policy], cost: 1) }
+    }
+
+    @Test func decodeDerivesEveryFieldFromTheTATs() throws {
+        // 10 per second, burst 10: interval 100 ms, tolerance 1 s. Redis' time 10 s.
+        let policy = Policy(rate: 10, burst: 10)
+        func reply(_ text: String) -> RedisReply { .bulkString(Array(text.utf8)) }
+        let admitted = try RateLimiter.decode(reply("1 10 0 10300000"), policies: [policy], cost: 1)
+        #expect(admitted.isAllowed && admitted.remaining == 7 && admitted.retryAfter == nil && admitted.delay == .zero)
+        #expect(admitted.resetAfter == .milliseconds(300) && admitted.decidedAt == 10_000_000 && admitted.states[0].tat == 10_300_000)
+        // Charged to 11.2 s: 200 ms past the tolerance, so the slot is 200 ms away.
+        let reserved = try RateLimiter.decode(reply("1 10 0 11200000"), policies: [policy], cost: 1)
+        #expect(reserved.isAllowed && reserved.remaining == 0 && reserved.delay == .milliseconds(200))
+        // Denied at a stored 11 s: it would have been charged to 11.1 s, 100 ms after the tolerance.
+        let denied = try RateLimiter.decode(reply("0 10 0 11100000"), policies: [policy], cost: 1)
+        #expect(!denied.isAllowed && denied.remaining == 0 && denied.retryAfter == .milliseconds(100))
+        #expect(denied.resetAfter == .seconds(1) && denied.states[0].tat == 11_000_000)
+        // Two policies: denied by the one with the longest wait, admitted by the one with fewest left.
+        let daily = Policy.daily(5)
+        let both = try RateLimiter.decode(reply("0 10 0 10100000 103690000000"), policies: [policy, daily], cost: 1)
+        #expect(both.policy == daily && both.states[0].retryAfter == nil && both.retryAfter == .seconds(17_280))
+        let oversized = try RateLimiter.decode(reply("0 10 0 12100000"), policies: [policy], cost: 11)
+        #expect(oversized.retryAfter == nil, "a cost above the burst is never admitted")
     }
 }
 
