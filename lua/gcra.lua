@@ -80,4 +80,4 @@ if admitted and charged then
     redis.call('SET', KEYS[i], text, 'PXAT', sub(text, 1, -4))
   end
 end
-return (admitted and '1 ' or '0 ') .. time[1] .. ' ' .. time[2] .. ' ' .. table.concat(tats, ' ')
+return (admitted and '1 ' or '0 ') .. time[1] .. ' ' .. time[2] .. ' ' .. (n == 1 and tats[1] or table.concat(tats, ' '))
