@@ -254,7 +254,8 @@ struct LocalRedisClusterTests {
         // A key created now is served after `down` and `up`: the same cluster comes back with its data.
         let admin = try script.adminKey()
         let curl = ["curl", "-s", "-m", "10", "--cacert", script.ca]
-        let created = try runCommand(curl + ["-X", "POST", "https://127.0.0.1:\(script.lbPort)/v1/keys", "-H", "Authorization: Bearer \(admin)",
+        // The load test's clean-up has just used the admin key's burst: wait as Retry-After says.
+        let created = try runCommand(curl + ["--retry", "5", "-X", "POST", "https://127.0.0.1:\(script.lbPort)/v1/keys", "-H", "Authorization: Bearer \(admin)",
                                              "-H", "Content-Type: application/json", "-d", #"{"name":"survivor","scopes":["predict"]}"#]).output
         let survivor = try #require(created.firstMatch(of: /"key":"(sk_[^"]+)"/).map { String($0.1) }, "\(created)")
         let down = try script.run("down")

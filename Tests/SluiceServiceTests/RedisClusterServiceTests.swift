@@ -23,7 +23,7 @@ struct RedisClusterServiceTests {
         try await worker.waitUntilHealthy()
 
         func create(_ body: String) async throws -> (key: String, id: String) {
-            let response = try await HTTP.json("POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey, body)
+            let response = try await HTTP.politeJSON("POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey, body)
             let json = try #require(response.json, "\(response.status) \(response.text)")
             return (try #require(json["key"] as? String), try #require(json["id"] as? String))
         }
@@ -93,7 +93,7 @@ extension RedisClusterServiceTests {
 
         var jobs: [(key: String, location: String)] = []
         for index in 0..<30 {
-            let response = try await HTTP.json(
+            let response = try await HTTP.politeJSON(
                 "POST", "\(replica.baseURL)/v1/keys", key: adminKey,
                 #"{"name":"q\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":50,"period":1,"burst":1}],"overflow":"queue","max_queue_delay":30}"#)
             let key = try #require(response.json?["key"] as? String, "\(response.text)")
@@ -293,7 +293,7 @@ extension RedisClusterServiceTests {
         for replica in replicas { try await replica.waitUntilReady() }
         var keys: [(key: String, id: String)] = []
         for index in 0..<count {
-            let response = try await HTTP.json(
+            let response = try await HTTP.politeJSON(
                 "POST", "\(replicas[0].baseURL)/v1/keys", key: adminKey,
                 #"{"name":"\#(prefix)\#(index)","scopes":["predict"],"policies":[{"name":"default","rate":20,"period":1,"burst":5}]}"#)
             let json = try #require(response.json, "\(response.text)")
