@@ -49,7 +49,8 @@ public struct Policy: Sendable, Hashable, Codable {
         return nil
     }
 
-    /// The time one request costs, in whole µs, rounded up exactly as `gcra.lua` rounds it.
+    /// The time one request costs, in whole µs, rounded *up*: a rounding error can only make the
+    /// limit stricter, never admit more. `gcra.lua` is sent multiples of it (charge, allowance).
     public var emissionIntervalMicroseconds: Int64 {
         let periodMicroseconds = period.microseconds
         return (periodMicroseconds + Int64(rate) - 1) / Int64(rate)

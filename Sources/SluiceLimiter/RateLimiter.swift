@@ -142,22 +142,18 @@ public struct RateLimiter: Sendable {
                 let wait = charged - tolerance - now
                 let room = now - (tat - tolerance)
                 let remaining = room < 0 ? 0 : Int(room / interval)
-                let resetAfter = Duration.microseconds(tat - now)
                 if isAllowed {
                     // A reservation's slot is when its last policy has room for it.
                     delay = max(delay, wait)
                     if index == 0 || remaining < states[decisive].remaining { decisive = index }
-                    states.append(Decision.PolicyState(policy: policy, remaining: remaining, retryAfter: nil, resetAfter: resetAfter, tat: tat))
-                } else {
-                    if wait > longestWait {
-                        longestWait = wait
-                        decisive = index
-                    }
-                    states.append(
-                        Decision.PolicyState(
-                            policy: policy, remaining: remaining, retryAfter: wait > 0 ? .microseconds(wait) : nil,
-                            resetAfter: resetAfter, tat: tat))
+                } else if wait > longestWait {
+                    longestWait = wait
+                    decisive = index
                 }
+                states.append(
+                    Decision.PolicyState(
+                        policy: policy, remaining: remaining, retryAfter: !isAllowed && wait > 0 ? .microseconds(wait) : nil,
+                        resetAfter: .microseconds(tat - now), tat: tat))
             }
             try fields.end()
             let policy = policies[decisive]
