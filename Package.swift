@@ -66,8 +66,16 @@ let package = Package(
                 .embedInCode("lua/queue_enqueue.lua"), .embedInCode("lua/queue_claim.lua"), .embedInCode("lua/queue_complete.lua"),
             ]
         ),
-        // Secrets from environment variables or `*_FILE` secret files.
-        .target(name: "SluiceSecrets"),
+        // Secrets from environment variables or `*_FILE` secret files, and their reload when a
+        // secrets manager rewrites the files.
+        .target(
+            name: "SluiceSecrets",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         // What every higher module shares: JSON coding conventions, time units.
         .target(name: "SluiceCore"),
         // Training data validation, the trainer, signed artifacts and the model registry in Redis.
@@ -119,7 +127,7 @@ let package = Package(
         .target(
             name: "SluiceWorker",
             dependencies: [
-                "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceMetrics",
+                "SluiceRedis", "SluiceModel", "SluiceQueue", "SluiceMetrics", "SluiceSecrets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -93,7 +93,7 @@ struct RedisConnector: Sendable {
         self.tlsContext = configuration.tls.map { tls in Result { () throws(RedisError) in try tls.makeContext() } }
     }
 
-    private init(configuration: RedisConfiguration, tlsContext: Result<NIOSSLContext, RedisError>?) {
+    init(configuration: RedisConfiguration, tlsContext: Result<NIOSSLContext, RedisError>?) {
         self.configuration = configuration
         self.tlsContext = tlsContext
     }
@@ -113,7 +113,7 @@ struct RedisConnector: Sendable {
         let sslContext: NIOSSLContext?
         switch tlsContext {
         case .none: sslContext = nil
-        case .success(let context): sslContext = context
+        case .success(let context): sslContext = configuration.rotated.tls ?? context
         case .failure(let error): return loop.makeFailedFuture(error)
         }
         let serverName = Self.serverName(configuration)
@@ -192,7 +192,7 @@ private final class Handshake: RedisChannelDelegate, @unchecked Sendable {
         channel: any Channel, handler: RedisChannelHandler
     ) {
         var commands: [RedisCommand] = []
-        if let password = configuration.password?.revealed {
+        if let password = configuration.currentPassword?.revealed {
             commands.append(configuration.username.map { RedisCommand("AUTH", $0, password) } ?? RedisCommand("AUTH", password))
         } else {
             commands.append(RedisCommand("PING"))  // surfaces NOAUTH now rather than on the first real command

@@ -1,4 +1,5 @@
 import Logging
+import SluiceSecrets
 import Synchronization
 
 /// The entry point for Redis access: a small pool of auto-pipelining ``RedisConnection``s (each on
@@ -12,9 +13,11 @@ public final class RedisClient: RedisCommands {
     private let connections: [RedisConnection]
     private let router: ClusterRouter?
     private let nextConnection = Atomic<Int>(0)
+    private let logger: Logger
 
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "sluice.redis")) {
         self.configuration = configuration
+        self.logger = logger
         switch configuration.mode {
         case .single:
             self.router = nil
@@ -86,6 +89,53 @@ public final class RedisClient: RedisCommands {
     public func shutdown() {
         for connection in connections { connection.close() }
         router?.shutdown()
+    }
+
+    /// Authenticates with `password` from now on, without a failed command: it is tried on a
+    /// connection of its own first (a refusal throws and keeps the current one), then every new
+    /// connection uses it and every open one is sent `AUTH` with it, in line with its pipeline.
+    /// Subscribers (which may not send `AUTH`) use it when they next connect.
+    public func rotate(password: Secret) async throws(RedisError) {
+        var trial = configuration.node(try await trialEndpoint())
+        trial.password = password
+        trial.rotated = RotatedCredentials()
+        trial.rotated.tls = configuration.rotated.tls
+        try await Self.tryConnecting(RedisConnector(configuration: trial), logger: logger)
+        configuration.rotated.password = password
+        let auth = configuration.username.map { RedisCommand("AUTH", $0, password.revealed) } ?? RedisCommand("AUTH", password.revealed)
+        for connection in router?.connections ?? connections {
+            do {
+                _ = try await connection.send(auth)
+            } catch {
+                // Not connected now (it will connect with the new password), or lost: nothing to fix.
+                logger.debug("AUTH with the rotated password not sent", metadata: ["redis.endpoint": "\(connection.endpoint)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Reads the TLS files (CA, client certificate and key) again: new handshakes use them once
+    /// one has succeeded with them; open connections keep the session they have.
+    public func reloadTLS() async throws(RedisError) {
+        guard let tls = configuration.tls else { return }
+        let context = try tls.makeContext()
+        var trial = configuration.node(try await trialEndpoint())
+        trial.rotated = RotatedCredentials()
+        trial.rotated.password = configuration.rotated.password
+        try await Self.tryConnecting(RedisConnector(configuration: trial, tlsContext: .success(context)), logger: logger)
+        configuration.rotated.tls = context
+    }
+
+    /// Where new credentials are tried: the Redis, or a master of the cluster.
+    private func trialEndpoint() async throws(RedisError) -> RedisConfiguration.Endpoint {
+        guard let router else { return configuration.endpoint }
+        return try await router.masters().first?.endpoint ?? configuration.endpoint
+    }
+
+    /// Connects, authenticates and pings with `connector`'s settings alone, then closes.
+    private static func tryConnecting(_ connector: RedisConnector, logger: Logger) async throws(RedisError) {
+        let connection = RedisConnection(connector: connector, logger: logger)
+        defer { connection.close() }
+        _ = try await connection.send(RedisCommand("PING"))
     }
 
     private static func evalsha(_ sha: String, keys: [String], arguments: [String]) -> RedisCommand {

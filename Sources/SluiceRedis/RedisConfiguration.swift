@@ -1,4 +1,6 @@
+import NIOSSL
 import SluiceSecrets
+import Synchronization
 
 /// Where and how to connect to Redis.
 ///
@@ -44,6 +46,10 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
     public var maxBatch: Int
     /// Commands that may wait per connection before callers get ``RedisError/backPressure(queued:)``.
     public var maxQueued: Int
+    /// What ``RedisClient/rotate(password:)`` and ``RedisClient/reloadTLS()`` took since start-up.
+    /// A reference: every copy of this configuration (the client's, a subscriber's, each cluster
+    /// node's) connects with the rotated credentials from then on.
+    var rotated = RotatedCredentials()
 
     public init(
         endpoint: Endpoint,
@@ -145,6 +151,9 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         return "\(endpoint) db \(database)\(tls == nil ? "" : " over TLS")\(auth)"
     }
 
+    /// The password for the next connection: the rotated one, else the configured one.
+    var currentPassword: Secret? { rotated.password ?? password }
+
     /// The settings for one node of a cluster (or one of the seeds): that endpoint alone.
     func node(_ endpoint: Endpoint) -> RedisConfiguration {
         var node = self
@@ -217,5 +226,21 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
         default: nil
         }
+    }
+}
+
+/// Credentials taken while the process runs, shared by the copies of one ``RedisConfiguration``.
+final class RotatedCredentials: Sendable {
+    private let state = Mutex<(password: Secret?, tls: NIOSSLContext?)>((nil, nil))
+
+    var password: Secret? {
+        get { state.withLock { $0.password } }
+        set { state.withLock { $0.password = newValue } }
+    }
+
+    /// The TLS context built from the files as last reloaded; `nil` until a reload.
+    var tls: NIOSSLContext? {
+        get { state.withLock { $0.tls } }
+        set { state.withLock { $0.tls = newValue } }
     }
 }

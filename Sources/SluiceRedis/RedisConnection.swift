@@ -105,6 +105,9 @@ public final class RedisConnection: Sendable {
         if case .connected(let channel, _) = state { channel.close(promise: nil) }
     }
 
+    /// The Redis this connection talks to.
+    var endpoint: RedisConfiguration.Endpoint { configuration.endpoint }
+
     /// Round trips (batches written and answered) so far; commands ÷ round trips is the pipelining depth.
     public var roundTrips: Int { completedRoundTrips.load(ordering: .relaxed) }
 

@@ -66,3 +66,20 @@ public enum SecretError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension SecretSource {
+    /// The file `name` is read from (`<NAME>_FILE`), or `nil` when it is given directly or not at all.
+    public func file(of name: String) -> String? {
+        environment["\(name)_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// `SLUICE_SECRETS_POLL_INTERVAL`: seconds between looks at the secret files (default 5).
+    public func pollInterval() throws(SecretError) -> Duration {
+        let name = "SLUICE_SECRETS_POLL_INTERVAL"
+        guard let text = environment[name] else { return .seconds(5) }
+        guard let seconds = Double(text), seconds >= 0.1, seconds <= 3600 else {
+            throw .invalid(name: name, reason: "must be a number of seconds from 0.1 to 3600")
+        }
+        return .milliseconds(Int(seconds * 1000))
+    }
+}

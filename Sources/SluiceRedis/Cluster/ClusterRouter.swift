@@ -42,6 +42,9 @@ final class ClusterRouter: Sendable {
     /// Redirects followed so far: `MOVED` and `ASK`.
     var redirects: (moved: Int, ask: Int) { (movedCount.load(ordering: .relaxed), askCount.load(ordering: .relaxed)) }
 
+    /// The connections made so far, one per node.
+    var connections: [RedisConnection] { state.withLock { Array($0.nodes.values) } }
+
     var roundTrips: Int { state.withLock { $0.nodes.values.reduce(0) { $0 + $1.roundTrips } } }
 
     func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
