@@ -17,7 +17,8 @@ public final class KeyAuthenticator: Sendable {
     public let store: KeyStore
     public let cacheLifetime: Duration
     public let cacheCapacity: Int
-    private let bootstrapAdmin: KeyRecord?
+    /// The bootstrap admin key's record, and after a rotation the previous one until it expires.
+    private let bootstrapAdmins: Mutex<[KeyRecord]>
     private let cache = Mutex(Caches())
     /// The ids that exist, for throttled addresses (see ``authenticate(_:at:knownIDsOnly:)``).
     public let knownIDs: KnownKeyIDs
@@ -40,12 +41,33 @@ public final class KeyAuthenticator: Sendable {
         self.cacheLifetime = cacheLifetime
         self.cacheCapacity = cacheCapacity
         self.knownIDs = KnownKeyIDs(store: store)
-        self.bootstrapAdmin = bootstrapAdminKey.map { key in
-            KeyRecord(
-                id: key.id, name: "bootstrap admin (SLUICE_ADMIN_KEY)", scopes: [.admin],
-                createdAt: Date(timeIntervalSince1970: 0), secrets: [.init(hash: key.hash)]
-            )
+        self.bootstrapAdmins = Mutex(bootstrapAdminKey.map { [Self.bootstrapRecord($0)] } ?? [])
+    }
+
+    /// How long the previous bootstrap admin key keeps working after ``rotateBootstrapAdminKey(to:at:)``:
+    /// the window in which clients reading the same secret file pick up the new one.
+    public static let bootstrapRotationWindow: Duration = .seconds(60)
+
+    /// Makes `key` the bootstrap admin key (a reloaded `SLUICE_ADMIN_KEY_FILE`); the one it
+    /// replaces stays valid for ``bootstrapRotationWindow``.
+    public func rotateBootstrapAdminKey(to key: APIKey, at now: Date = Date()) {
+        let fresh = Self.bootstrapRecord(key)
+        bootstrapAdmins.withLock { records in
+            guard records.first != fresh else { return }
+            let until = now.addingTimeInterval(Double(Self.bootstrapRotationWindow.components.seconds))
+            records = [fresh] + records.prefix(1).map { previous in
+                var previous = previous
+                previous.expiresAt = until
+                return previous
+            }
         }
+    }
+
+    private static func bootstrapRecord(_ key: APIKey) -> KeyRecord {
+        KeyRecord(
+            id: key.id, name: "bootstrap admin (SLUICE_ADMIN_KEY)", scopes: [.admin],
+            createdAt: Date(timeIntervalSince1970: 0), secrets: [.init(hash: key.hash)]
+        )
     }
 
     /// The record of the presented key.
@@ -61,9 +83,17 @@ public final class KeyAuthenticator: Sendable {
     ) async throws(AuthenticationError) -> KeyRecord {
         guard let presented, !presented.isEmpty else { throw .missing }
         guard let key = APIKey(presented) else { throw .invalid }
-        if let bootstrapAdmin, key.id == bootstrapAdmin.id {
-            guard bootstrapAdmin.accepts(key, at: now) else { throw .invalid }
-            return bootstrapAdmin
+        let bootstrap = bootstrapAdmins.withLock { records -> (isBootstrap: Bool, record: KeyRecord?) in
+            var isBootstrap = false
+            for record in records where record.id == key.id {
+                isBootstrap = true
+                if record.accepts(key, at: now) && !record.isExpired(at: now) { return (true, record) }
+            }
+            return (isBootstrap, nil)
+        }
+        if bootstrap.isBootstrap {
+            guard let admin = bootstrap.record else { throw .invalid }
+            return admin
         }
         guard let record = try await record(for: key.id, knownIDsOnly: knownIDsOnly) else {
             // The same hash a known id costs (see the type's comment).

@@ -12,6 +12,8 @@ public final class ProcessMetrics: Sendable {
     public let activeModelVersion: Gauge
     private let movedRedirects: Counter
     private let askRedirects: Counter
+    /// `sluice_secret_reloads_total` by secret and outcome, made on first use.
+    private let secretReloads = Mutex<[String: Counter]>([:])
     /// Redis Cluster redirects already counted, and the client they come from.
     private let redirectsSeen = Mutex<(moved: Int, ask: Int)>((0, 0))
     private let redis: RedisClient?
@@ -33,6 +35,20 @@ public final class ProcessMetrics: Sendable {
     /// `sluice_<subsystem>_<metric>_<unit>`.
     public static func name(_ subsystem: String, _ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "sluice", subsystem: subsystem, metricName: metric, unitName: unit, helpText: help)
+    }
+
+    /// Counts one reload of a changed secret file (see `SecretWatcher`).
+    public func recordSecretReload(secret: String, outcome: String) {
+        let counter = secretReloads.withLock { counters in
+            let key = "\(secret) \(outcome)"
+            if let counter = counters[key] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: Self.name("secret", "reloads", "total", "Changed secret files taken (ok) or refused, by secret and outcome."),
+                labels: [("secret", secret), ("outcome", outcome)])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
     }
 
     /// Records what a ``ModelHolder`` reports.

@@ -5,7 +5,8 @@ import SluiceRedis
 /// Signed model artifacts in Redis, and which one is active.
 ///
 /// Layout (one hash tag, so the registry stays in one Redis Cluster slot):
-/// - `sluice:{models}:artifact:<v>` — hash of `artifact` (the exact JSON bytes) and `hmac`;
+/// - `sluice:{models}:artifact:<v>` — hash of `artifact` (the exact JSON bytes), `hmac` and `kid`
+///   (the id of the signing key; absent on artifacts from before key ids: the `default` key);
 /// - `sluice:{models}:versions` — set of versions; `sluice:{models}:next` — version counter;
 /// - `sluice:{models}:active` — the active version; changes are published on ``activationChannel``;
 /// - `sluice:{models}:previous` — the version active before it (kept by ``prune(retention:)``);
@@ -37,25 +38,74 @@ public struct ModelRegistry: Sendable {
         } catch {
             throw .malformed(version: version)
         }
-        let signature = signer.signature(of: bytes)
+        let (keyID, signature) = signer.sign(bytes)
         _ = try await run(
             RedisCommand(arguments: [Array("HSET".utf8), Array(Self.artifactKey(version).utf8), Array("artifact".utf8), bytes,
-                                     Array("hmac".utf8), Array(signature.utf8)]))
+                                     Array("hmac".utf8), Array(signature.utf8), Array("kid".utf8), Array(keyID.utf8)]))
         _ = try await run(RedisCommand("SADD", Keyspace.Models.versions, String(version)))
         return artifact
     }
 
     /// Loads a version, verifying its HMAC before decoding a single byte.
     public func load(_ version: Int) async throws(ModelError) -> ModelArtifact {
-        let reply = try await run(RedisCommand("HMGET", Self.artifactKey(version), "artifact", "hmac"))
-        guard let fields = reply.array, fields.count == 2, case .bulkString(let bytes) = fields[0], let signature = fields[1].string else {
-            throw .notFound(version: version)
-        }
-        guard signer.verify(bytes, signature: signature) else { throw .tampered(version: version) }
+        try await loadSigned(version).artifact
+    }
+
+    /// Loads a version and names the key that signed it (``SigningKeyring/legacyKeyID`` for an
+    /// artifact from before key ids). An id the ring does not list is refused like a bad HMAC.
+    public func loadSigned(_ version: Int) async throws(ModelError) -> (artifact: ModelArtifact, keyID: String) {
+        let (bytes, signature, keyID) = try await stored(version)
+        guard signer.verify(bytes, signature: signature, keyID: keyID) else { throw .tampered(version: version) }
         guard let artifact = try? Self.decoder.decode(ModelArtifact.self, from: Data(bytes)), artifact.version == version,
             artifact.isWellFormed
         else { throw .malformed(version: version) }
-        return artifact
+        return (artifact, keyID ?? SigningKeyring.legacyKeyID)
+    }
+
+    /// The stored bytes, signature and key id of a version, unverified.
+    private func stored(_ version: Int) async throws(ModelError) -> (bytes: [UInt8], signature: String, keyID: String?) {
+        let reply = try await run(RedisCommand("HMGET", Self.artifactKey(version), "artifact", "hmac", "kid"))
+        guard let fields = reply.array, fields.count == 3, case .bulkString(let bytes) = fields[0], let signature = fields[1].string else {
+            throw .notFound(version: version)
+        }
+        return (bytes, signature, fields[2].string)
+    }
+
+    /// What ``resign()`` did: versions now signed by the active key, those already signed by it,
+    /// and those that do not verify with any listed key (left as they are: re-signing bytes that
+    /// fail verification would launder a tampered artifact).
+    public struct Resigning: Sendable, Equatable {
+        public var keyID: String
+        public var resigned: [Int] = []
+        public var unchanged: [Int] = []
+        public var refused: [Int] = []
+    }
+
+    /// Signs every stored version with the active key, after verifying it with the key it names,
+    /// so that a retired key can be dropped from the ring. Only `hmac` and `kid` are written
+    /// (one `HSET`): a replica loading meanwhile reads either the old pair or the new one.
+    public func resign() async throws(ModelError) -> Resigning {
+        var result = Resigning(keyID: signer.keyring.activeKeyID)
+        for version in try await versions() {
+            let bytes: [UInt8], signature: String, keyID: String?
+            do {
+                (bytes, signature, keyID) = try await stored(version)
+            } catch .notFound {
+                continue  // pruned meanwhile
+            }
+            guard signer.verify(bytes, signature: signature, keyID: keyID) else {
+                result.refused.append(version)
+                continue
+            }
+            guard keyID != result.keyID else {
+                result.unchanged.append(version)
+                continue
+            }
+            let (activeID, fresh) = signer.sign(bytes)
+            _ = try await run(RedisCommand("HSET", Self.artifactKey(version), "hmac", fresh, "kid", activeID))
+            result.resigned.append(version)
+        }
+        return result
     }
 
     public func activeVersion() async throws(ModelError) -> Int? {

@@ -6,7 +6,7 @@ import Synchronization
 /// TLS for `sluice serve --tls-cert FILE --tls-key FILE`, for deployments without a proxy in
 /// front (behind one, replicas speak plain HTTP on a private network).
 ///
-/// ``reload()`` (on SIGHUP) reads both files again: new handshakes use the new certificate,
+/// ``reload()`` (on SIGHUP, or when either file changes) reads both files again: new handshakes use the new certificate,
 /// connections already open keep theirs, so certificates rotate without a restart. Files that do
 /// not load leave the current certificate in place.
 public final class ServerTLS: Sendable {
@@ -38,22 +38,6 @@ public final class ServerTLS: Sendable {
         configuration.minimumTLSVersion = .tlsv12
         configuration.applicationProtocols = ["http/1.1"]
         return try NIOSSLContext(configuration: configuration)
-    }
-
-    /// Reloads on every SIGHUP until the returned source is cancelled.
-    func reloadOnSIGHUP(logger: Logger) -> any DispatchSourceSignal {
-        signal(SIGHUP, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        source.setEventHandler { [self] in
-            do {
-                try reload()
-                logger.notice("reloaded the TLS certificate", metadata: ["certificate": "\(certificatePath)"])
-            } catch {
-                logger.error("TLS certificate reload failed; the previous one stays in use", metadata: ["error": "\(error)"])
-            }
-        }
-        source.resume()
-        return source
     }
 }
 

@@ -13,6 +13,10 @@ public struct ServiceConfiguration: Sendable {
     public var adminKey: APIKey
     /// `SLUICE_MODEL_SIGNING_KEY`: HMAC-SHA256 key for model artifacts.
     public var signer: ArtifactSigner
+    /// Where the secrets came from: their `*_FILE`s are watched and taken again when rewritten.
+    public var secrets: SecretSource
+    /// `SLUICE_SECRETS_POLL_INTERVAL`: how often the secret files are read (default 5 s).
+    public var secretsPollInterval: Duration
     /// `SLUICE_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
     public var trustedProxies: TrustedProxies
     public var keyCacheLifetime: Duration = .milliseconds(500)
@@ -47,12 +51,8 @@ public struct ServiceConfiguration: Sendable {
         Policy(name: "training", rate: perHour, period: .seconds(3600), burst: burst)
     }
 
-    /// Reads and checks the required secrets; any problem is a refusal to start that names the
-    /// variable, never its value.
-    public init(host: String, port: Int, redis: RedisConfiguration, secrets: SecretSource) throws(SecretError) {
-        self.host = host
-        self.port = port
-        self.redis = redis
+    /// `SLUICE_ADMIN_KEY`, checked: the key format, and a secret part that looks random.
+    static func adminKey(_ secrets: SecretSource) throws(SecretError) -> APIKey {
         let admin = try secrets.required("SLUICE_ADMIN_KEY")
         guard let adminKey = APIKey(admin.revealed) else {
             throw .invalid(name: "SLUICE_ADMIN_KEY", reason: "must have the key format sk_<8-32 of a-z0-9>_<32+ of A-Za-z0-9>")
@@ -60,7 +60,18 @@ public struct ServiceConfiguration: Sendable {
         guard Secret(admin.revealed.split(separator: "_").last.map(String.init) ?? "").looksRandom else {
             throw .invalid(name: "SLUICE_ADMIN_KEY", reason: "its secret part looks weak (too few distinct characters); generate one with `sluice keygen`")
         }
-        self.adminKey = adminKey
+        return adminKey
+    }
+
+    /// Reads and checks the required secrets; any problem is a refusal to start that names the
+    /// variable, never its value.
+    public init(host: String, port: Int, redis: RedisConfiguration, secrets: SecretSource) throws(SecretError) {
+        self.host = host
+        self.port = port
+        self.redis = redis
+        self.secrets = secrets
+        self.secretsPollInterval = try secrets.pollInterval()
+        self.adminKey = try Self.adminKey(secrets)
         self.signer = try ArtifactSigner(secrets: secrets)
         guard let proxies = TrustedProxies(secrets.environment["SLUICE_TRUSTED_PROXIES"] ?? "") else {
             throw .invalid(name: "SLUICE_TRUSTED_PROXIES", reason: "must be comma-separated addresses or IPv4 CIDR ranges")

@@ -7,6 +7,7 @@ import SluiceLimiter
 import SluiceModel
 import SluiceQueue
 import SluiceRedis
+import SluiceSecrets
 
 /// One stateless replica of the prediction API: everything it shares with other replicas lives
 /// in Redis (keys, limits, models, jobs), so any number of them can run behind a load balancer.
@@ -83,7 +84,40 @@ public struct SluiceServer: Sendable {
                 logger: logger),
             HeartbeatService(heartbeat: admission.heartbeat, redis: redis, breaker: admission.breaker, logger: logger),
             ChargeBackService(degraded: admission.degraded, limiter: admission.limiter, breaker: admission.breaker, logger: logger),
+            SecretWatcher(
+                secrets: reloadableSecrets, interval: configuration.secretsPollInterval, logger: logger,
+                onOutcome: { metrics.process.recordSecretReload(secret: $0, outcome: $1.rawValue) }),
         ]
+    }
+
+    /// The secrets read from files, taken again when a secrets manager rewrites them: Redis'
+    /// password and TLS files, the signing keys, the bootstrap admin key, the HTTPS certificate.
+    var reloadableSecrets: [ReloadableSecret] {
+        let source = configuration.secrets
+        var secrets = redis.reloadableSecrets(from: source)
+        if let signing = configuration.signer.reloadable(from: source) { secrets.append(signing) }
+        if let file = source.file(of: "SLUICE_ADMIN_KEY") {
+            let authenticator = admission.authenticator
+            secrets.append(
+                ReloadableSecret(name: "SLUICE_ADMIN_KEY", files: [file]) { () throws(SecretReloadError) in
+                    do throws(SecretError) {
+                        authenticator.rotateBootstrapAdminKey(to: try ServiceConfiguration.adminKey(source))
+                    } catch {
+                        throw SecretReloadError(error)
+                    }
+                })
+        }
+        if let tls = configuration.tls {
+            secrets.append(
+                ReloadableSecret(name: "SLUICE_TLS_CERT", files: [tls.certificatePath, tls.keyPath]) { () throws(SecretReloadError) in
+                    do {
+                        try tls.reload()
+                    } catch {
+                        throw SecretReloadError(.invalid, "\(error)")
+                    }
+                })
+        }
+        return secrets
     }
 
     /// The replica as a Hummingbird application: the router, the guarded HTTP/1.1 (or TLS)
@@ -100,11 +134,7 @@ public struct SluiceServer: Sendable {
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests and returns.
     public func run() async throws {
-        let reloader = configuration.tls?.reloadOnSIGHUP(logger: logger)
-        defer {
-            reloader?.cancel()
-            redis.shutdown()
-        }
+        defer { redis.shutdown() }
         try await application().runService()
     }
 }

@@ -4,6 +4,7 @@ import ServiceLifecycle
 import SluiceModel
 import SluiceQueue
 import SluiceRedis
+import SluiceSecrets
 
 /// A whole `sluice worker` process: the ``QueueWorker`` plus a small HTTP listener for
 /// `GET /healthz` and `GET /metrics` (Prometheus), under one service group that turns SIGTERM or
@@ -15,13 +16,21 @@ public struct WorkerProcess: Sendable {
     /// Where `/healthz` and `/metrics` listen (unauthenticated: keep it on a private address).
     public var host: String
     public var port: Int
+    /// Where the secrets came from: their `*_FILE`s are watched and taken again when rewritten.
+    public var secrets: SecretSource
+    public var secretsPollInterval: Duration
 
-    public init(redis: RedisConfiguration, signer: ArtifactSigner, worker: QueueWorker.Configuration, host: String, port: Int) {
+    public init(
+        redis: RedisConfiguration, signer: ArtifactSigner, worker: QueueWorker.Configuration, host: String, port: Int,
+        secrets: SecretSource = SecretSource(environment: [:]), secretsPollInterval: Duration = .seconds(5)
+    ) {
         self.redis = redis
         self.signer = signer
         self.worker = worker
         self.host = host
         self.port = port
+        self.secrets = secrets
+        self.secretsPollInterval = secretsPollInterval
     }
 
     public func run(logger: Logger) async throws {
@@ -43,10 +52,17 @@ public struct WorkerProcess: Sendable {
         }
         let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "sluice-worker"), logger: logger)
 
+        var reloadable = client.reloadableSecrets(from: secrets)
+        if let signing = signer.reloadable(from: secrets) { reloadable.append(signing) }
+        let watcher = SecretWatcher(
+            secrets: reloadable, interval: secretsPollInterval, logger: logger,
+            onOutcome: { process.recordSecretReload(secret: $0, outcome: $1.rawValue) })
+
         // Services shut down in reverse order: the worker drains first, then the listener.
         let group = ServiceGroup(
             configuration: .init(
                 services: [
+                    .init(service: watcher),
                     .init(service: app),
                     .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup),
                 ],

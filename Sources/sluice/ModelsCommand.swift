@@ -7,7 +7,7 @@ struct ModelsCommand: AsyncParsableCommand {
         commandName: "models",
         abstract: "List stored models, train one from a file, activate (or roll back to) a version.",
         discussion: "Exit status: 0 done, 1 refused by the API, 2 bad usage, 3 API unreachable.",
-        subcommands: [List.self, Train.self, Activate.self]
+        subcommands: [List.self, Train.self, Activate.self, Resign.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -42,6 +42,28 @@ struct ModelsCommand: AsyncParsableCommand {
                 if api.json { return printJSON(answer) }
                 let model = answer?["model"] as? [String: Any] ?? [:]
                 print("trained version \(model["version"] ?? "?"); activated: \(answer?["activated"] as? Bool ?? false) (\(answer?["reason"] as? String ?? ""))")
+            }
+        }
+    }
+
+    struct Resign: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-sign every stored model with the active signing key, so that a retired key can leave the keyring (scope admin).")
+        @OptionGroup var api: AdminAPIOptions
+
+        func run() async throws {
+            try await runAdmin(api) { client throws(AdminCommandError) in
+                let answer = try await client.call(.POST, "/v1/models/resign") as? [String: Any]
+                if api.json { return printJSON(answer) }
+                let list = { (field: String) in (answer?[field] as? [Int] ?? []).map(String.init).joined(separator: ", ") }
+                print("signing key: \(answer?["signing_key_id"] as? String ?? "?")")
+                print("re-signed: \(list("resigned").isEmpty ? "none" : list("resigned"))")
+                print("already signed by it: \(list("unchanged").isEmpty ? "none" : list("unchanged"))")
+                let refused = list("refused")
+                if !refused.isEmpty {
+                    print("REFUSED (verify with no listed key; left as they are): \(refused)")
+                    throw .refused(status: 200, detail: "\((answer?["refused"] as? [Int] ?? []).count) stored model(s) fail verification")
+                }
             }
         }
     }

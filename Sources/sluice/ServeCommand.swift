@@ -13,9 +13,13 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             Required secrets, each from the variable or from a file named by <NAME>_FILE:
               SLUICE_ADMIN_KEY          bootstrap admin API key (sk_<id>_<secret>, see `sluice keygen`)
-              SLUICE_MODEL_SIGNING_KEY  HMAC-SHA256 key for model artifacts (>= 32 random bytes)
+              SLUICE_MODEL_SIGNING_KEYS HMAC-SHA256 keyring for model artifacts: "id:key" entries
+                                        (>= 32 random bytes each), the first signs; or
+                                        SLUICE_MODEL_SIGNING_KEY (one key, id "default")
             Optional: REDIS_PASSWORD(_FILE), SLUICE_TRUSTED_PROXIES (comma-separated peer addresses
-            whose X-Forwarded-For is believed).
+            whose X-Forwarded-For is believed). Secret files (and --tls-cert/--tls-key) are read again
+            every SLUICE_SECRETS_POLL_INTERVAL seconds (default 5) and on SIGHUP; a changed one is used
+            without a restart, a bad one refused (the one in use kept).
             """
     )
 
@@ -36,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Client connections open at once; more are closed on arrival (default: the open-file limit less 128). Env: SLUICE_MAX_CONNECTIONS.")
     var maxConnections: Int?
 
-    @Option(help: "PEM certificate chain to serve HTTPS with (with --tls-key); reloaded on SIGHUP. Env: SLUICE_TLS_CERT.")
+    @Option(help: "PEM certificate chain to serve HTTPS with (with --tls-key); reloaded when it changes and on SIGHUP. Env: SLUICE_TLS_CERT.")
     var tlsCert: String?
 
     @Option(help: "PEM private key of --tls-cert. Env: SLUICE_TLS_KEY.")

@@ -11,9 +11,11 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Run queued (overflow \"queue\") predictions when their rate-limit slot comes; run as many as you like.",
         discussion: """
-            Required secret, from the variable or from a file named by SLUICE_MODEL_SIGNING_KEY_FILE:
-              SLUICE_MODEL_SIGNING_KEY  the replicas' HMAC-SHA256 key: a model is verified before it runs
-            Optional: REDIS_PASSWORD(_FILE). SIGTERM: stop claiming, finish the jobs in hand, exit 0.
+            Required secret, from the variable or from a file named by <NAME>_FILE:
+              SLUICE_MODEL_SIGNING_KEYS the replicas' signing keyring ("id:key" entries, the first active),
+                                        or SLUICE_MODEL_SIGNING_KEY (one key): a model is verified before it runs
+            Optional: REDIS_PASSWORD(_FILE). Secret files are read again every SLUICE_SECRETS_POLL_INTERVAL
+            seconds (default 5) and on SIGHUP. SIGTERM: stop claiming, finish the jobs in hand, exit 0.
             """
     )
 
@@ -59,7 +61,8 @@ struct WorkerCommand: AsyncParsableCommand {
                 signer: try ArtifactSigner(secrets: secrets),
                 worker: worker,
                 host: host ?? secrets.environment["SLUICE_WORKER_HOST"] ?? "127.0.0.1",
-                port: try port ?? secrets.port("SLUICE_WORKER_PORT") ?? 9090)
+                port: try port ?? secrets.port("SLUICE_WORKER_PORT") ?? 9090,
+                secrets: secrets, secretsPollInterval: try secrets.pollInterval())
         } catch {
             logger.critical("refusing to start: \(error)")
             throw ExitCode(78)  // EX_CONFIG

@@ -4,7 +4,8 @@ import SluiceAuth
 import SluiceModel
 
 /// `/v1/models`: signed model versions listed and shown (`train` or `admin`), trained from an
-/// upload (`train`, behind the activation gate), activated by hand (`admin`).
+/// upload (`train`, behind the activation gate), activated by hand and re-signed with the active
+/// signing key (`admin`).
 struct ModelRoutes {
     let admission: Admission
     let models: ModelHolder
@@ -22,7 +23,10 @@ struct ModelRoutes {
                 var summaries: [ModelSummaryView] = []
                 for version in try await registryCall(context, { try await models.registry.versions() }) {
                     do throws(ModelError) {
-                        summaries.append(ModelSummaryView(try await models.registry.load(version), active: active))
+                        let (artifact, keyID) = try await models.registry.loadSigned(version)
+                        var summary = ModelSummaryView(artifact, active: active)
+                        summary.signing_key_id = keyID
+                        summaries.append(summary)
                     } catch {
                         switch error {
                         case .tampered, .malformed:
@@ -52,6 +56,20 @@ struct ModelRoutes {
         router.post("/v1/models") { request, context in
             try await admission.serve(request, context, scopes: [.train], charge: .training) { admitted in
                 try await train(request, context, trainedBy: admitted.record.id)
+            }
+        }
+
+        router.post("/v1/models/resign") { request, context in
+            try await admission.serve(request, context, scopes: [.admin]) { _ in
+                let result = try await registryCall(context) { try await models.registry.resign() }
+                if !result.refused.isEmpty {
+                    metrics.recordRefusedArtifact()
+                    context.logger.error("stored model artifacts fail verification; not re-signed", metadata: ["model_versions": "\(result.refused)"])
+                }
+                context.logger.notice(
+                    "re-signed model artifacts", metadata: ["signing_key_id": "\(result.keyID)", "model_versions": "\(result.resigned)"])
+                return try Response.json(
+                    ResigningView(signing_key_id: result.keyID, resigned: result.resigned, unchanged: result.unchanged, refused: result.refused))
             }
         }
 
@@ -145,6 +163,9 @@ struct ModelSummaryView: Encodable {
     var trained_by: String?
     var training_data_sha256: String?
     var metrics: ModelArtifact.Metrics?
+    /// The id of the key that signed it (listed with the summaries, so that an operator sees what
+    /// still depends on a key about to be retired).
+    var signing_key_id: String?
 
     init(version: Int, verified: Bool, active: Bool) {
         self.version = version
@@ -159,6 +180,15 @@ struct ModelSummaryView: Encodable {
         training_data_sha256 = artifact.trainingDataSHA256
         metrics = artifact.metrics
     }
+}
+
+/// The answer to `POST /v1/models/resign`: every stored version is now signed by the active key,
+/// apart from those that verify with no listed key (`refused`, left as they are).
+struct ResigningView: Encodable {
+    var signing_key_id: String
+    var resigned: [Int]
+    var unchanged: [Int]
+    var refused: [Int]
 }
 
 /// The answer to an upload: the stored version, and whether the activation gate let it through.
