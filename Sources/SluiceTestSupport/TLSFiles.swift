@@ -2,7 +2,7 @@ import Foundation
 
 /// Certificates made by `openssl` for TLS tests: a CA, a server certificate it signed for
 /// `localhost` and 127.0.0.1 (and one for `other.example` only), a client certificate, and a
-/// second CA that signed nothing here.
+/// second CA with a client certificate of its own.
 public struct TLSFiles: Sendable {
     /// What a TLS `redis-server` is started with.
     public struct Server: Sendable {
@@ -17,6 +17,9 @@ public struct TLSFiles: Sendable {
     public var otherCA: String { "\(directory)/other-ca.crt" }
     public var clientCertificate: String { "\(directory)/client.crt" }
     public var clientKey: String { "\(directory)/client.key" }
+    /// A client certificate signed by the second CA (``otherCA``), for rotations from one CA to another.
+    public var otherClientCertificate: String { "\(directory)/other-client.crt" }
+    public var otherClientKey: String { "\(directory)/other-client.key" }
     /// For 127.0.0.1 and localhost.
     public var server: Server { Server(certificate: "\(directory)/server.crt", key: "\(directory)/server.key", ca: ca) }
     /// For `other.example` only: right CA, wrong name.
@@ -31,14 +34,16 @@ public struct TLSFiles: Sendable {
             ec() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$1.key" "${@:2}"; }
             ec ca -x509 -days 2 -subj /CN=sluice-test-ca -out ca.crt 2>/dev/null
             ec other-ca -x509 -days 2 -subj /CN=sluice-other-ca -out other-ca.crt 2>/dev/null
-            sign() {  # name subject SANs
+            sign() {  # name subject SANs [issuer]
               ec "$1" -subj "$2" -out "$1.csr" 2>/dev/null
               printf 'subjectAltName=%s\\nextendedKeyUsage=serverAuth,clientAuth\\n' "$3" >"$1.ext"
-              openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+              issuer=${4:-ca}
+              openssl x509 -req -in "$1.csr" -CA $issuer.crt -CAkey $issuer.key -CAcreateserial -days 2 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
             }
             sign server /CN=localhost DNS:localhost,IP:127.0.0.1
             sign misnamed /CN=other.example DNS:other.example
             sign client /CN=sluice-client DNS:sluice-client
+            sign other-client /CN=sluice-other-client DNS:sluice-other-client other-ca
             chmod 644 *.key
             """
         let (status, output) = try runCommand(["/bin/bash", "-c", script])

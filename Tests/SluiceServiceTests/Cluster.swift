@@ -10,25 +10,30 @@ final class Cluster: Sendable {
     let workers: [ServiceProcess]
     let adminKey = APIKey.generate().revealed
     let signingKey = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined() + "-test-signing-key"
+    /// How replicas and workers get their signing keys: `SLUICE_MODEL_SIGNING_KEY` = ``signingKey``
+    /// unless the test gives another way.
+    let signing: [String: String]
 
     init(replicas count: Int = 1, workers workerCount: Int = 0, workerArguments: [String] = ["--visibility-timeout", "2"],
          redisArguments: [String] = [], environment extra: [String: String] = [:], replicaArguments: [String] = [],
-         readyOverTLS caFile: String? = nil) async throws {
+         readyOverTLS caFile: String? = nil, signing: [String: String]? = nil) async throws {
         redis = try RedisServer(arguments: redisArguments)
-        let environment = ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": signingKey].merging(extra) { $1 }
+        let signing = signing ?? ["SLUICE_MODEL_SIGNING_KEY": signingKey]
+        self.signing = signing
+        let environment = ["SLUICE_ADMIN_KEY": adminKey].merging(signing) { $1 }.merging(extra) { $1 }
         let url = redis.url
         replicas = try (0..<count).map { _ in try ServiceProcess(redisURL: url, environment: environment, arguments: replicaArguments) }
         for replica in replicas {
             if let caFile { try await replica.waitUntilReady(caFile: caFile) } else { try await replica.waitUntilReady() }
         }
-        let signing = ["SLUICE_MODEL_SIGNING_KEY": signingKey]
-        workers = try (0..<workerCount).map { _ in try ServiceProcess("worker", redisURL: url, environment: signing, arguments: workerArguments) }
+        let workerEnvironment = signing.merging(extra.filter { $0.key == "SLUICE_SECRETS_POLL_INTERVAL" }) { $1 }
+        workers = try (0..<workerCount).map { _ in try ServiceProcess("worker", redisURL: url, environment: workerEnvironment, arguments: workerArguments) }
         for worker in workers { try await worker.waitUntilHealthy() }
     }
 
     /// Starts one more worker (the signing key travels, the admin key does not: workers never need it).
     func startWorker(arguments: [String] = ["--visibility-timeout", "2"]) async throws -> ServiceProcess {
-        let worker = try ServiceProcess("worker", redisURL: redis.url, environment: ["SLUICE_MODEL_SIGNING_KEY": signingKey], arguments: arguments)
+        let worker = try ServiceProcess("worker", redisURL: redis.url, environment: signing, arguments: arguments)
         try await worker.waitUntilHealthy()
         return worker
     }
