@@ -186,19 +186,23 @@ private final class Handshake: RedisChannelDelegate, @unchecked Sendable {
     private let handler: RedisChannelHandler
     private var replies: [RedisReply] = []
     private var isDone = false
+    /// The user authenticated as, for the error if Redis refuses.
+    private let username: String?
 
     init(
         configuration: RedisConfiguration, endpoint: String, promise: EventLoopPromise<Void>, then next: any RedisChannelDelegate,
         channel: any Channel, handler: RedisChannelHandler
     ) {
         var commands: [RedisCommand] = []
-        if let password = configuration.currentPassword?.revealed {
-            commands.append(configuration.username.map { RedisCommand("AUTH", $0, password) } ?? RedisCommand("AUTH", password))
+        let credentials = configuration.currentCredentials
+        if let credentials {
+            commands.append(credentials.command)
         } else {
             commands.append(RedisCommand("PING"))  // surfaces NOAUTH now rather than on the first real command
         }
         if configuration.database != 0 { commands.append(RedisCommand("SELECT", String(configuration.database))) }
         self.commands = commands
+        self.username = credentials?.username
         self.configuration = configuration
         self.endpoint = endpoint
         self.promise = promise
@@ -213,7 +217,7 @@ private final class Handshake: RedisChannelDelegate, @unchecked Sendable {
         guard replies.count == commands.count else { return }
         if case .error(let message) = replies[0] {
             // Redis' own message ("WRONGPASS invalid username-password pair…") never echoes the password.
-            return fail(.authenticationFailed(endpoint: endpoint, user: configuration.username, reason: message))
+            return fail(.authenticationFailed(endpoint: endpoint, user: username, reason: message))
         }
         if replies.count > 1, case .error(let message) = replies[1] {
             return fail(.invalidConfiguration("SELECT \(configuration.database) failed: Redis error: \(message)"))

@@ -91,24 +91,24 @@ public final class RedisClient: RedisCommands {
         router?.shutdown()
     }
 
-    /// Authenticates with `password` from now on, without a failed command: it is tried on a
-    /// connection of its own first (a refusal throws and keeps the current one), then every new
-    /// connection uses it and every open one is sent `AUTH` with it, in line with its pipeline.
-    /// Subscribers (which may not send `AUTH`) use it when they next connect.
-    public func rotate(password: Secret) async throws(RedisError) {
+    /// Authenticates as `credentials` from now on, without a failed command: they are tried on a
+    /// connection of their own first (a refusal throws and keeps the current ones), then every new
+    /// connection uses them and every open one is sent `AUTH` with them, in line with its pipeline
+    /// (so a user whose old password is later removed, or who is deleted, loses nothing).
+    /// Subscribers (which may not send `AUTH`) use them when they next connect.
+    public func rotate(to credentials: RedisCredentials) async throws(RedisError) {
         var trial = configuration.node(try await trialEndpoint())
-        trial.password = password
         trial.rotated = RotatedCredentials()
+        trial.rotated.credentials = credentials
         trial.rotated.tls = configuration.rotated.tls
         try await Self.tryConnecting(RedisConnector(configuration: trial), logger: logger)
-        configuration.rotated.password = password
-        let auth = configuration.username.map { RedisCommand("AUTH", $0, password.revealed) } ?? RedisCommand("AUTH", password.revealed)
+        configuration.rotated.credentials = credentials
         for connection in router?.connections ?? connections {
             do {
-                _ = try await connection.send(auth)
+                _ = try await connection.send(credentials.command)
             } catch {
                 // Not connected now (it will connect with the new password), or lost: nothing to fix.
-                logger.debug("AUTH with the rotated password not sent", metadata: ["redis.endpoint": "\(connection.endpoint)", "error": "\(error)"])
+                logger.debug("AUTH with the rotated credentials not sent", metadata: ["redis.endpoint": "\(connection.endpoint)", "error": "\(error)"])
             }
         }
     }
@@ -120,7 +120,7 @@ public final class RedisClient: RedisCommands {
         let context = try tls.makeContext()
         var trial = configuration.node(try await trialEndpoint())
         trial.rotated = RotatedCredentials()
-        trial.rotated.password = configuration.rotated.password
+        trial.rotated.credentials = configuration.rotated.credentials
         try await Self.tryConnecting(RedisConnector(configuration: trial, tlsContext: .success(context)), logger: logger)
         configuration.rotated.tls = context
     }
@@ -131,9 +131,12 @@ public final class RedisClient: RedisCommands {
         return try await router.masters().first?.endpoint ?? configuration.endpoint
     }
 
-    /// Connects, authenticates and pings with `connector`'s settings alone, then closes.
+    /// Connects, authenticates and pings with `connector`'s settings alone, then closes. Its
+    /// failure is the caller's to report: the connection's own retry warnings are not logged.
     private static func tryConnecting(_ connector: RedisConnector, logger: Logger) async throws(RedisError) {
-        let connection = RedisConnection(connector: connector, logger: logger)
+        var quiet = logger
+        quiet.logLevel = .critical
+        let connection = RedisConnection(connector: connector, logger: quiet)
         defer { connection.close() }
         _ = try await connection.send(RedisCommand("PING"))
     }

@@ -46,7 +46,7 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
     public var maxBatch: Int
     /// Commands that may wait per connection before callers get ``RedisError/backPressure(queued:)``.
     public var maxQueued: Int
-    /// What ``RedisClient/rotate(password:)`` and ``RedisClient/reloadTLS()`` took since start-up.
+    /// What ``RedisClient/rotate(to:)`` and ``RedisClient/reloadTLS()`` took since start-up.
     /// A reference: every copy of this configuration (the client's, a subscriber's, each cluster
     /// node's) connects with the rotated credentials from then on.
     var rotated = RotatedCredentials()
@@ -151,8 +151,10 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
         return "\(endpoint) db \(database)\(tls == nil ? "" : " over TLS")\(auth)"
     }
 
-    /// The password for the next connection: the rotated one, else the configured one.
-    var currentPassword: Secret? { rotated.password ?? password }
+    /// The user and password for the next connection: the rotated ones, else the configured ones.
+    var currentCredentials: RedisCredentials? {
+        rotated.credentials ?? password.map { RedisCredentials(username: username, password: $0) }
+    }
 
     /// The settings for one node of a cluster (or one of the seeds): that endpoint alone.
     func node(_ endpoint: Endpoint) -> RedisConfiguration {
@@ -229,13 +231,30 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
     }
 }
 
+/// An ACL user (`nil`: `default`) and its password.
+public struct RedisCredentials: Sendable {
+    public var username: String?
+    public var password: Secret
+
+    public init(username: String?, password: Secret) {
+        self.username = username
+        self.password = password
+    }
+
+    /// `AUTH [user] password`.
+    var command: RedisCommand {
+        username.map { RedisCommand("AUTH", $0, password.revealed) } ?? RedisCommand("AUTH", password.revealed)
+    }
+}
+
 /// Credentials taken while the process runs, shared by the copies of one ``RedisConfiguration``.
 final class RotatedCredentials: Sendable {
-    private let state = Mutex<(password: Secret?, tls: NIOSSLContext?)>((nil, nil))
+    private let state = Mutex<(credentials: RedisCredentials?, tls: NIOSSLContext?)>((nil, nil))
 
-    var password: Secret? {
-        get { state.withLock { $0.password } }
-        set { state.withLock { $0.password = newValue } }
+    /// The user and password as last rotated; `nil` until a rotation.
+    var credentials: RedisCredentials? {
+        get { state.withLock { $0.credentials } }
+        set { state.withLock { $0.credentials = newValue } }
     }
 
     /// The TLS context built from the files as last reloaded; `nil` until a reload.

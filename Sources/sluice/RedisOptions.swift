@@ -23,8 +23,8 @@ struct RedisOptions: ParsableArguments {
     @Option(help: "Redis command timeout in milliseconds.")
     var redisTimeoutMs: Int = 1000
 
-    /// The configuration from the flag, `SLUICE_REDIS_URL`, `REDIS_USERNAME` and `REDIS_PASSWORD` /
-    /// `REDIS_PASSWORD_FILE` (used when the URL carries no user or password, so that neither need
+    /// The configuration from the flag, `SLUICE_REDIS_URL`, `REDIS_USERNAME(_FILE)` and
+    /// `REDIS_PASSWORD(_FILE)` (used when the URL carries no user or password, so that neither need
     /// appear in a URL at all: the ACL user of each role comes from its deployment).
     /// - Parameter connections: the command's default pool size. Measured on 2 cores: `serve`
     ///   (sharing the cores with NIO's event loops) does best with 1 (19.0k vs 15.5k predictions/s),
@@ -33,8 +33,8 @@ struct RedisOptions: ParsableArguments {
         let url = url ?? secrets.environment["SLUICE_REDIS_URL"] ?? "redis://127.0.0.1:6379"
         let password = try secrets.optional("REDIS_PASSWORD")
         var configuration = try RedisConfiguration(url: url, password: password?.revealed)
-        if configuration.username == nil, let user = secrets.environment["REDIS_USERNAME"], !user.isEmpty {
-            configuration.username = user
+        if configuration.username == nil, let user = try secrets.optional("REDIS_USERNAME") {
+            configuration.username = user.revealed
         }
         let mode = redisMode ?? secrets.environment["SLUICE_REDIS_MODE"] ?? "single"
         guard let parsed = RedisConfiguration.Mode(rawValue: mode) else {
