@@ -100,6 +100,24 @@ struct KeyStoreTests {
         #expect(try await authenticator.authenticate(new.revealed).id == old.id)
     }
 
+    /// A reloaded SLUICE_ADMIN_KEY_FILE: the new key at once, the previous one for the window only.
+    @Test func theBootstrapAdminKeyRotatesWithAWindowForThePreviousOne() async throws {
+        let first = APIKey.generate()
+        let authenticator = KeyAuthenticator(store: store, bootstrapAdminKey: first, cacheLifetime: .zero)
+        let second = APIKey.generate()
+        let rotatedAt = Date()
+        authenticator.rotateBootstrapAdminKey(to: second, at: rotatedAt)
+        #expect(try await authenticator.authenticate(second.revealed).scopes == [.admin])
+        #expect(try await authenticator.authenticate(first.revealed, at: rotatedAt.addingTimeInterval(59)).scopes == [.admin])
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(first.revealed, at: rotatedAt.addingTimeInterval(61)) }
+        // The same key again changes nothing; a third one ends the first at once.
+        authenticator.rotateBootstrapAdminKey(to: second, at: rotatedAt.addingTimeInterval(10))
+        #expect(try await authenticator.authenticate(first.revealed, at: rotatedAt.addingTimeInterval(59)).scopes == [.admin])
+        authenticator.rotateBootstrapAdminKey(to: APIKey.generate(), at: rotatedAt.addingTimeInterval(20))
+        await #expect(throws: AuthenticationError.self) { try await authenticator.authenticate(first.revealed, at: rotatedAt.addingTimeInterval(21)) }
+        #expect(try await authenticator.authenticate(second.revealed, at: rotatedAt.addingTimeInterval(21)).scopes == [.admin])
+    }
+
     @Test func cachedRecordsExpireWithinTheCacheLifetime() async throws {
         let authenticator = KeyAuthenticator(store: store, bootstrapAdminKey: nil, cacheLifetime: .milliseconds(300))
         let key = APIKey.generate()

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceAuth
 import SluiceTestSupport
 import Testing
 
@@ -102,5 +103,38 @@ struct SigningKeyRotationTests {
         #expect(metricSample(workerMetrics, "sluice_model_artifacts_refused_total") == 1, "\(worker.log.suffix(800))")
         listed = try await models(cluster, key: trainer)
         #expect(listed[2]?["verified"] as? Bool == false, "\(listed)")
+    }
+}
+
+/// `SLUICE_ADMIN_KEY_FILE` rewritten while a replica runs.
+@Suite("Bootstrap admin key rotated without a restart", .serialized)
+struct AdminKeyRotationTests {
+    @Test func aNewAdminKeyIsTakenAndAWeakOneRefused() async throws {
+        let redis = try RedisServer()
+        let first = APIKey.generate().revealed
+        let secrets = try SecretDirectory(["admin-key": first + "\n"])
+        let replica = try ServiceProcess(redisURL: redis.url, environment: [
+            "SLUICE_ADMIN_KEY_FILE": secrets.file("admin-key"), "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(),
+            "SLUICE_SECRETS_POLL_INTERVAL": "0.2",
+        ])
+        try await replica.waitUntilReady()
+        func status(_ key: String) async throws -> Int { try await HTTP.send("GET", replica.baseURL + "/v1/keys", headers: ["Authorization": "Bearer \(key)"]).status }
+        #expect(try await status(first) == 200)
+
+        let second = APIKey.generate().revealed
+        try secrets.swap(["admin-key": second + "\n"])
+        try waitUntil(timeout: 5) { replica.log.contains("reloaded a secret") && replica.log.contains("SLUICE_ADMIN_KEY") }
+        #expect(try await status(second) == 200, "the new key works at once")
+        #expect(try await status(first) == 200, "the previous one for the rotation window")
+
+        // A weak key is refused, logged once without the key, and the current one kept.
+        let weak = "sk_abcdefgh_" + String(repeating: "a", count: 40)
+        try secrets.swap(["admin-key": weak])
+        try waitUntil(timeout: 5) { replica.log.contains("secret not reloaded") }
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(replica.log.split(separator: "\n").filter { $0.contains("secret not reloaded") }.count == 1)
+        #expect(!replica.log.contains(weak) && !replica.log.contains(second) && !replica.log.contains(first), "no key logged")
+        #expect(try await status(weak) == 401)
+        #expect(try await status(second) == 200)
     }
 }
