@@ -36,7 +36,7 @@ public struct SigningKeyring: Sendable, Equatable {
     public init(secrets: SecretSource) throws(SecretError) {
         let ring = "SLUICE_MODEL_SIGNING_KEYS"
         let single = "SLUICE_MODEL_SIGNING_KEY"
-        switch (try secrets.optional(ring), try secrets.optional(single)) {
+        switch (try secrets.optional("SLUICE_MODEL_SIGNING_KEYS"), try secrets.optional("SLUICE_MODEL_SIGNING_KEY")) {
         case (nil, let key?):
             self = try Self.parse([(Self.legacyKeyID, key.revealed)], variable: single)
         case (let list?, nil):

@@ -48,6 +48,8 @@ struct OpenAPIContractTests {
             ("GET", "/v1/models/{version}", "/v1/models/1", bearer(trainer.key), ""),
             ("GET", "/v1/models/{version}", "/v1/models/99", bearer(trainer.key), ""),
             ("POST", "/v1/models/{version}/activate", "/v1/models/1/activate", admin, ""),
+            ("POST", "/v1/models/resign", "/v1/models/resign", admin, ""),
+            ("POST", "/v1/models/resign", "/v1/models/resign", bearer(trainer.key), ""),
             ("GET", "/metrics", "/metrics", bearer(cluster.adminKey), ""),
             ("POST", "/v1/predict", "/v1/predict", bearer(queued.key), Cluster.setosa),
             ("POST", "/v1/predict", "/v1/predict", bearer(queued.key), Cluster.setosa),
