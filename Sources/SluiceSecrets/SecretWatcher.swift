@@ -4,7 +4,7 @@ import ServiceLifecycle
 import UnixSignals
 
 /// How a changed secret fared; the `outcome` label of `sluice_secret_reloads_total`.
-public enum SecretReloadOutcome: String, Sendable, CaseIterable {
+public enum SecretReloadOutcome: String, Sendable {
     /// Read, accepted and in use.
     case ok
     /// The file is gone or cannot be read.
@@ -85,9 +85,6 @@ public actor SecretWatcher: Service {
         for secret in secrets { seen[secret.name] = (Self.read(secret.files), false) }
     }
 
-    /// The names of the watched secrets, for the start-up log.
-    public nonisolated var names: [String] { secrets.map(\.name) }
-
     /// Reloads the secrets whose files changed since the last look (all of them with `force`);
     /// returns the outcomes, by secret.
     @discardableResult
@@ -125,6 +122,8 @@ public actor SecretWatcher: Service {
         guard !secrets.isEmpty else { return try await gracefulShutdown() }
         // Trapped before the first poll, so a SIGHUP never takes the signal's default action (exit).
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        logger.info(
+            "watching secret files", metadata: ["secrets": "\(secrets.map(\.name))", "poll_interval": "\(interval)"])
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
                 for await _ in hangups { await check(force: true) }

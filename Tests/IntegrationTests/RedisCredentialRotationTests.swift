@@ -65,30 +65,28 @@ struct RedisCredentialRotationTests {
             extra: #","overflow":"queue","max_queue_delay":60"#)
         let metricsKey = try await setup.key(replicas[0], scopes: #""metrics""#, policy: #"{"name":"default","rate":100,"period":1,"burst":100}"#)
 
-        // Steady load on both replicas; one key's excess is queued for the worker.
+        // Steady load on both replicas from curl loops (one process per request, so the test
+        // process's own HTTP stack carries little of it); one key's excess is queued for the worker.
+        let stop = "\(setup.secrets.path)/../stop-\(UUID().uuidString.prefix(8))"
+        let loops = try replicas.map { replica in
+            try BackgroundCommand(["/bin/bash", "-c", """
+                while [ ! -e '\(stop)' ]; do
+                  curl -s -m 5 -o /dev/null -w '%{http_code}\\n' -H 'Authorization: Bearer \(fast)' -H 'Content-Type: application/json' \\
+                    -d '\(Self.body)' \(replica.baseURL)/v1/predict || echo 000
+                done
+                """])
+        }
         let running = Shared(true)
         let outcomes = Shared<[Int: Int]>([:])
         let jobs = Shared<[String]>([])
         let load = Task {
-            await withTaskGroup(of: Void.self) { group in
-                for index in 0..<4 {
-                    group.addTask {
-                        while running.value.withLock({ $0 }) {
-                            let response = try? await HTTP.json("POST", "\(replicas[index % 2].baseURL)/v1/predict", key: fast, Self.body)
-                            outcomes.value.withLock { $0[response?.status ?? -1, default: 0] += 1 }
-                        }
-                    }
-                }
-                group.addTask {
-                    var index = 0
-                    while running.value.withLock({ $0 }) {
-                        let response = try? await HTTP.json("POST", "\(replicas[index % 2].baseURL)/v1/predict", key: queued, Self.body)
-                        outcomes.value.withLock { $0[response?.status ?? -1, default: 0] += 1 }
-                        if let location = response?.header("Location") { jobs.value.withLock { $0.append(location) } }
-                        index += 1
-                        try? await Task.sleep(for: .milliseconds(600))
-                    }
-                }
+            var index = 0
+            while running.value.withLock({ $0 }) {
+                let response = try? await HTTP.json("POST", "\(replicas[index % 2].baseURL)/v1/predict", key: queued, Self.body)
+                outcomes.value.withLock { $0[response?.status ?? -1, default: 0] += 1 }
+                if let location = response?.header("Location") { jobs.value.withLock { $0.append(location) } }
+                index += 1
+                try? await Task.sleep(for: .milliseconds(600))
             }
         }
         try await Task.sleep(for: .seconds(2))
@@ -103,7 +101,12 @@ struct RedisCredentialRotationTests {
         for (user, password) in setup.passwords { _ = try await setup.admin.send("ACL", "SETUSER", user, "<\(password)") }
         try await Task.sleep(for: .seconds(2))
         running.value.withLock { $0 = false }
+        FileManager.default.createFile(atPath: stop, contents: nil)
         await load.value
+        for loop in loops { _ = try loop.wait(timeout: 10) }
+        for status in loops.flatMap({ $0.log.split(separator: "\n") }) {
+            outcomes.value.withLock { $0[Int(status) ?? -1, default: 0] += 1 }
+        }
 
         let counted = outcomes.value.withLock { $0 }
         print("password rotation under load: responses by status \(counted), \(jobs.value.withLock { $0.count }) queued jobs")
