@@ -34,7 +34,13 @@ public final class ModelHolder: Sendable {
             let (served, refused) = state.withLock { ($0.model?.version, $0.refused) }
             guard active != served, active != refused else { return }
             let model = try await registry.load(active)
-            state.withLock { $0 = (model, nil) }
+            // A pub/sub notice and the poll can refresh at once: only the first to swap reports.
+            let swapped = state.withLock { state -> Bool in
+                guard state.model?.version != model.version else { return false }
+                state = (model, nil)
+                return true
+            }
+            guard swapped else { return }
             onEvent(.loaded(version: model.version))
             logger.info("serving model", metadata: ["model_version": "\(model.version)"])
         } catch {
@@ -45,7 +51,11 @@ public final class ModelHolder: Sendable {
     }
 
     private func refuse(_ version: Int, _ error: ModelError) {
-        state.withLock { $0.refused = version }
+        let first = state.withLock { state -> Bool in
+            defer { state.refused = version }
+            return state.refused != version
+        }
+        guard first else { return }
         onEvent(.refused(version: version))
         logger.error(
             "refused model artifact; the previous model keeps serving",

@@ -32,13 +32,21 @@ struct MethodNotAllowedMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let segments = request.uri.path.split(separator: "/", omittingEmptySubsequences: true)
-        guard let route = routes.first(where: { Self.matches($0.components, segments) }) else {
+        // The most specific path wins, as in the router: `/v1/models/resign` before `/v1/models/{version}`.
+        let matching = routes.filter { Self.matches($0.components, segments) }
+        guard let route = matching.max(by: { Self.literalCount($0.components) < Self.literalCount($1.components) }) else {
             throw Problem.notFound("No resource at \(request.uri.path.prefix(200)).")
         }
         if request.method == .options {
             return Response(status: .noContent, headers: [.allow: route.methods.joined(separator: ", ")])
         }
         throw Problem.methodNotAllowed(allowed: route.methods)
+    }
+
+    /// Literal segments (`resign`) as opposed to captures and wildcards: an element is literal when
+    /// it equals the literal spelled like it (Hummingbird keeps its element kinds to itself).
+    private static func literalCount(_ components: [RouterPath.Element]) -> Int {
+        components.count { $0 == .path(Substring($0.description)) }
     }
 
     private static func matches(_ components: [RouterPath.Element], _ segments: [Substring]) -> Bool {
