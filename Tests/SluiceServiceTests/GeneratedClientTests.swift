@@ -28,4 +28,15 @@ struct GeneratedClientTests {
             ["\(bin)/python3", "\(Self.root)/Clients/python/scenario.py", cluster.url, cluster.adminKey], environment: ["PYTHONPATH": output])
         #expect(status == 0 && transcript.contains("scenario passed"), "\(transcript)")
     }
+
+    /// The generator runs as a build plugin, so the client is always the spec's: building the
+    /// package the first time takes about 1.5 minutes (OpenAPIKit, Yams); later builds seconds.
+    @Test func aGeneratedSwiftClientRunsTheScenario() async throws {
+        let package = "\(Self.root)/Clients/swift"
+        let (built, log) = try runCommand(["swift", "build", "--package-path", package, "--product", "SluiceClientScenario"])
+        #expect(built == 0, "\(log.suffix(4000))")
+        let cluster = try await Cluster(workers: 1)
+        let (status, transcript) = try runCommand(["\(package)/.build/debug/SluiceClientScenario", cluster.url, cluster.adminKey])
+        #expect(status == 0 && transcript.contains("scenario passed"), "\(transcript)")
+    }
 }

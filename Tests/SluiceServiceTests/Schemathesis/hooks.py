@@ -66,6 +66,9 @@ def key_spec_rules(context, body):
             return False  # "a key's policies have distinct names"
         if not all(_policy_fits(p) for p in policies if isinstance(p, dict)):
             return False
+        modes = [p.get("mode", "enforce") for p in policies if isinstance(p, dict)]
+        if modes and all(mode == "shadow" for mode in modes) and "quota_per_day" not in body:
+            return False  # "at least one is enforced unless the key has a quota_per_day"
     if isinstance(body.get("expires_at"), str) and not _future(body["expires_at"]):
         return False  # "expires_at must lie in the future"
     return True
