@@ -11,7 +11,7 @@ import SluiceRedis
 ///
 /// Every key shares the hash tag `{jobs}` (`sluice:{jobs}:due`, `sluice:{jobs}:job:<id>`, …), so
 /// the whole queue is one Redis Cluster slot and every script stays atomic there. The scripts are
-/// `lua/queue_*.lua`. Durability is Redis' own: run it with `appendonly yes` (see the README).
+/// `lua/queue_*.lua`. Durability is Redis' own: run it with `appendonly yes` (see deploy/README.md).
 public struct JobQueue: Sendable {
     static let enqueueScript = RedisScript(name: "queue_enqueue", source: PackageResources.queue_enqueue_lua)
     static let claimScript = RedisScript(name: "queue_claim", source: PackageResources.queue_claim_lua)
