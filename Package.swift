@@ -24,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // Spans (the API, a no-op until a tracer is bootstrapped) and their OTLP/HTTP export (the
+        // binary only, and only OTLP/HTTP: the gRPC exporter would add grpc-swift to every build).
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
         // Tests only: reads openapi.yaml to check live responses against it.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
@@ -46,6 +50,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         // GCRA rate limiter over the scripts in lua/ (embedded at build time through the `lua` symlink).
@@ -84,6 +89,7 @@ let package = Package(
             dependencies: [
                 "SluiceCore", "SluiceRedis", "SluiceSecrets",
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             exclude: [
                 "data/README.md", "lua/gcra.lua", "lua/gcra_charge.lua", "lua/heartbeat.lua", "lua/lease_acquire.lua", "lua/queue_enqueue.lua", "lua/queue_claim.lua", "lua/queue_complete.lua",
@@ -121,6 +127,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 // Idempotency keys and request fingerprints are stored as SHA-256 digests.
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         // `sluice worker`: runs queued jobs at their slot; /healthz and /metrics; graceful SIGTERM.
@@ -131,6 +138,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         // `sluice loadtest`: open/closed-loop load over keep-alive HTTP/1.1 (SwiftNIO), HdrHistogram latencies.
@@ -155,6 +163,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Starts real redis-server processes for the tests; never linked into the product.
@@ -172,8 +183,8 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),
             ],
-            // schemathesis' hooks (Python), run by SchemathesisTests.
-            exclude: ["Schemathesis"]
+            // Python helpers: schemathesis' hooks (SchemathesisTests), the OTLP receiver (TracingTests).
+            exclude: ["Schemathesis", "Tracing"]
         ),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceQueueTests", dependencies: ["SluiceQueue", "SluiceLimiter", "SluiceTestSupport"]),

@@ -7,10 +7,15 @@ import SluiceCore
 public struct PredictionJob: Sendable, Equatable, Codable {
     public var rows: [[Double]]
     public var output: PredictionOutput
+    /// The trace the request that queued it belongs to, as W3C Trace Context headers
+    /// (`traceparent`, `tracestate`), so the worker's run of the job joins that trace. Absent
+    /// when tracing is off.
+    public var trace: [String: String]?
 
-    public init(rows: [[Double]], output: PredictionOutput) {
+    public init(rows: [[Double]], output: PredictionOutput, trace: [String: String]? = nil) {
         self.rows = rows
         self.output = output
+        self.trace = trace
     }
 
     /// `{"output":"label","rows":[[5.1,3.5,1.4,0.2]]}`.

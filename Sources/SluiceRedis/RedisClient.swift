@@ -1,6 +1,7 @@
 import Logging
 import SluiceSecrets
 import Synchronization
+import Tracing
 
 /// The entry point for Redis access: a small pool of auto-pipelining ``RedisConnection``s (each on
 /// one of SwiftNIO's shared event loops) to one Redis, or, in cluster mode, a connection per
@@ -34,6 +35,23 @@ public final class RedisClient: RedisCommands {
     /// Sends one command on the next connection of the pool (in cluster mode: to the master of
     /// its keys' slot).
     public func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
+        // Only within a trace (a request, a job): background loops (heartbeats, polls, claims)
+        // would otherwise send a root span for every call.
+        guard configuration.traced, ServiceContext.current != nil else { return try await untracedSend(command) }
+        let span = startSpan("redis \(command.name)", ofKind: .client)
+        defer { span.end() }
+        span.attributes["db.system.name"] = "redis"
+        span.attributes["db.operation.name"] = command.name
+        do {
+            return try await untracedSend(command)
+        } catch {
+            span.recordError(error)
+            span.setStatus(.init(code: .error))
+            throw error
+        }
+    }
+
+    private func untracedSend(_ command: RedisCommand) async throws(RedisError) -> RedisReply {
         if let router { return try await router.send(command) }
         let index = nextConnection.wrappingAdd(1, ordering: .relaxed).oldValue
         return try await connections[index % connections.count].send(command)

@@ -46,6 +46,9 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
     public var maxBatch: Int
     /// Commands that may wait per connection before callers get ``RedisError/backPressure(queued:)``.
     public var maxQueued: Int
+    /// Each command sent within a trace becomes a client span (`redis <COMMAND>`) of it. Off
+    /// unless tracing is on: the command's name is then decoded for every traced call.
+    public var traced = false
     /// What ``RedisClient/rotate(to:)`` and ``RedisClient/reloadTLS()`` took since start-up.
     /// A reference: every copy of this configuration (the client's, a subscriber's, each cluster
     /// node's) connects with the rotated credentials from then on.

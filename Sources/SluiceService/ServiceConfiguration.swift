@@ -1,3 +1,4 @@
+import ServiceLifecycle
 import SluiceAuth
 import SluiceLimiter
 import SluiceModel
@@ -41,6 +42,10 @@ public struct ServiceConfiguration: Sendable {
     /// How long a `max_in_flight` lease lasts if its replica dies holding it (`--in-flight-lease`),
     /// on top of a `delay` key's `max_delay`: it must exceed the longest request.
     public var inFlightLease: Duration = .seconds(60)
+    /// The span exporter when tracing is on (the `OTEL_*` variables): run before every other
+    /// service and stopped after them, so the last spans are sent. `nil`: no tracing middleware,
+    /// and spans cost only the no-op tracer's checks.
+    public var tracing: (any Service)?
 
     public static func failedAuthPolicy(perMinute: Int, burst: Int) -> Policy {
         Policy(name: "auth", rate: perMinute, period: .seconds(60), burst: burst)

@@ -60,6 +60,8 @@ public struct SluiceServer: Sendable {
     /// Every route, behind the request log and the `405` for a known path with another method.
     func router() -> Router<SluiceRequestContext> {
         let router = Router(context: SluiceRequestContext.self, options: .autoGenerateHeadEndpoints)
+        // A server span per request, continuing an incoming `traceparent`.
+        if configuration.tracing != nil { router.add(middleware: TracingMiddleware()) }
         router.add(middleware: RequestLogMiddleware(metrics: metrics))
         router.addRoutes(OperationalRoutes(admission: admission, redis: redis, models: models, metrics: metrics).collection)
         router.addRoutes(
@@ -77,7 +79,7 @@ public struct SluiceServer: Sendable {
 
     /// What runs beside the HTTP server: the model, pub/sub, the heartbeat, the charge-back.
     var services: [any Service] {
-        [
+        (configuration.tracing.map { [$0] } ?? []) + [
             ModelService(models: models, owner: Self.replicaID, logger: logger),
             ChangeSubscriber(
                 redis: configuration.redis, authenticator: admission.authenticator, localDenial: admission.limiter.localDenial, models: models,

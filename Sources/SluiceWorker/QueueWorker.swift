@@ -4,6 +4,7 @@ import ServiceLifecycle
 import SluiceModel
 import SluiceQueue
 import SluiceRedis
+import Tracing
 
 /// Runs queued predictions when their slot comes: `sluice worker`.
 ///
@@ -119,8 +120,27 @@ public final class QueueWorker: Service, Sendable {
 
     private func run(_ job: Job, model: ModelArtifact, startedAt: Int64) async throws(StoreFull) {
         metrics.lag.record(.microseconds(max(0, startedAt - job.notBefore)))
+        let prediction = PredictionJob.decode(job.input, width: model.features.count)
+        // The run joins the trace of the request that queued the job (its stored traceparent).
+        do {
+            try await withSpan("job", context: prediction?.traceContext ?? .topLevel, ofKind: .consumer) { span in
+                if span.isRecording {
+                    span.attributes["sluice.job_id"] = job.id.rawValue
+                    span.attributes["sluice.queue_lag_ms"] = Int(max(0, startedAt - job.notBefore) / 1000)
+                }
+                try await finish(job, prediction: prediction, model: model)
+            }
+        } catch let error as StoreFull {
+            throw error
+        } catch {
+            // withSpan rethrows what finish throws, which is only StoreFull.
+            logger.error("unexpected error running a job", metadata: ["job": "\(job.id)", "error": "\(error)"])
+        }
+    }
+
+    private func finish(_ job: Job, prediction: PredictionJob?, model: ModelArtifact) async throws(StoreFull) {
         let outcome: JobQueue.Outcome
-        if let prediction = PredictionJob.decode(job.input, width: model.features.count) {
+        if let prediction {
             outcome = .succeeded(result: model.predictionJSON(for: prediction.rows, output: prediction.output))
         } else {
             outcome = .failed(reason: "the queued input does not fit model version \(model.version)")

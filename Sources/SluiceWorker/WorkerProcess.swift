@@ -19,6 +19,8 @@ public struct WorkerProcess: Sendable {
     /// Where the secrets came from: their `*_FILE`s are watched and taken again when rewritten.
     public var secrets: SecretSource
     public var secretsPollInterval: Duration
+    /// The span exporter when tracing is on: started first, stopped last (after the last job).
+    public var tracing: (any Service)?
 
     public init(
         redis: RedisConfiguration, signer: ArtifactSigner, worker: QueueWorker.Configuration, host: String, port: Int,
@@ -61,7 +63,7 @@ public struct WorkerProcess: Sendable {
         // Services shut down in reverse order: the worker drains first, then the listener.
         let group = ServiceGroup(
             configuration: .init(
-                services: [
+                services: (tracing.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
                     .init(service: watcher),
                     .init(service: app),
                     .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup),

@@ -106,6 +106,8 @@ struct ServeCommand: AsyncParsableCommand {
                 burst: try positive(authFailureBurst, "SLUICE_AUTH_FAILURE_BURST", environment) ?? 10)
             configuration.inFlightLease = try seconds(inFlightLease, "SLUICE_IN_FLIGHT_LEASE", environment) ?? .seconds(60)
             configuration.localDenyEntries = try count(localDenyEntries, "SLUICE_LOCAL_DENY_ENTRIES", environment, maximum: 10_000_000) ?? 100_000
+            configuration.tracing = try OpenTelemetryTracing.start(serviceName: "sluice", environment: environment)
+            configuration.redis.traced = configuration.tracing != nil
         } catch {
             // Refuse to start unsafely; the message names the variable, never its value.
             logger.critical("refusing to start: \(error)")

@@ -48,9 +48,11 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         let secrets = SecretSource()
         let logger = try bootstrapLogging(logLevel ?? secrets.environment["SLUICE_LOG_LEVEL"], label: "sluice.worker")
-        let process: WorkerProcess
+        var process: WorkerProcess
         do {
-            let redisConfiguration = try redis.configuration(secrets: secrets, connections: 1)
+            var redisConfiguration = try redis.configuration(secrets: secrets, connections: 1)
+            let tracing = try OpenTelemetryTracing.start(serviceName: "sluice-worker", environment: secrets.environment)
+            redisConfiguration.traced = tracing != nil
             try await RedisOptions.checkCluster(redisConfiguration)
             var worker = QueueWorker.Configuration()
             worker.visibilityTimeout = .milliseconds(Int64(visibilityTimeout * 1000))
@@ -63,6 +65,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 host: host ?? secrets.environment["SLUICE_WORKER_HOST"] ?? "127.0.0.1",
                 port: try port ?? secrets.port("SLUICE_WORKER_PORT") ?? 9090,
                 secrets: secrets, secretsPollInterval: try secrets.pollInterval())
+            process.tracing = tracing
         } catch {
             logger.critical("refusing to start: \(error)")
             throw ExitCode(78)  // EX_CONFIG

@@ -26,7 +26,7 @@ final class Cluster: Sendable {
         for replica in replicas {
             if let caFile { try await replica.waitUntilReady(caFile: caFile) } else { try await replica.waitUntilReady() }
         }
-        let workerEnvironment = signing.merging(extra.filter { $0.key == "SLUICE_SECRETS_POLL_INTERVAL" }) { $1 }
+        let workerEnvironment = signing.merging(extra.filter { $0.key == "SLUICE_SECRETS_POLL_INTERVAL" || $0.key.hasPrefix("OTEL_") }) { $1 }
         workers = try (0..<workerCount).map { _ in try ServiceProcess("worker", redisURL: url, environment: workerEnvironment, arguments: workerArguments) }
         for worker in workers { try await worker.waitUntilHealthy() }
     }

@@ -37,7 +37,7 @@ ensure_build_dependencies() {
 # API-testing tools the tests run, at pinned versions; reused while the pins are unchanged.
 # Prints the venv's bin directory.
 ensure_test_python() {
-  local dir=$1 pins="schemathesis==4.32.5 openapi-spec-validator==0.9.0 openapi-python-client==0.29.1"
+  local dir=$1 pins="schemathesis==4.32.5 openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 opentelemetry-proto==1.45.2"
   [ -x /usr/bin/python3 ] || install_packages python3 >&2
   /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || install_packages python3-venv >&2
   if [ "$(cat "$dir/.pins" 2>/dev/null)" != "$pins" ]; then

@@ -7,6 +7,7 @@ import SluiceCore
 import SluiceLimiter
 import SluiceModel
 import SluiceQueue
+import Tracing
 
 /// The one place that decides what becomes of a request: serve it now, hold it until its slot,
 /// queue it for a worker, or refuse it. Authentication, the scope check, the limiter call (in
@@ -108,10 +109,20 @@ struct Admission: Sendable {
         let permitted = !scopes.isDisjoint(with: record.scopes)
         let decision: Decision
         do {
-            // A request of a key with max_in_flight holds a lease from before its limiter check
-            // until its answer is ready (held requests included; a queued one's ends with its 202).
-            if case .key = charge, permitted { lease = try await takeLease(record, logger: context.logger) }
-            decision = try await charged(record, charge, horizon: permitted && deferral != nil ? record.plan.deferralHorizon : .zero, logger: context.logger)
+            decision = try await withSpan("admission") { span in
+                do {
+                    // A request of a key with max_in_flight holds a lease from before its limiter check
+                    // until its answer is ready (held requests included; a queued one's ends with its 202).
+                    if case .key = charge, permitted { lease = try await takeLease(record, logger: context.logger) }
+                    let decision = try await charged(
+                        record, charge, horizon: permitted && deferral != nil ? record.plan.deferralHorizon : .zero, logger: context.logger)
+                    if span.isRecording { Self.describe(decision, in: span) }
+                    return decision
+                } catch let problem as Problem {
+                    if span.isRecording { Self.describe(problem, in: span) }
+                    throw problem
+                }
+            }
         } catch {
             RequestFacts.record(decision: "denied")
             throw error
@@ -171,7 +182,7 @@ struct Admission: Sendable {
         let id = JobID.generate()
         let maxDepth = record.plan.effectiveMaxDepth
         let depth = try await Problem.storeCall("job queue", metrics: metrics, logger: logger) {
-            try await jobs.enqueue(id, keyID: record.id, input: job.encoded(), notBefore: decision.slotTime, maxDepth: maxDepth)
+            try await jobs.enqueue(id, keyID: record.id, input: job.joiningCurrentTrace().encoded(), notBefore: decision.slotTime, maxDepth: maxDepth)
         }
         guard depth != nil else {
             var problem = rateLimited(decision, detail: "This key already has \(maxDepth) jobs queued (max_depth); retry after the given time.")

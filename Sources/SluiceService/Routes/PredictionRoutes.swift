@@ -3,6 +3,7 @@ import Hummingbird
 import SluiceAuth
 import SluiceCore
 import SluiceModel
+import Tracing
 
 /// `POST /v1/predict`: predictions now, after a hold, or through the queue, as admission decides;
 /// `Idempotency-Key` answers repeated.
@@ -115,7 +116,10 @@ struct PredictionRoutes {
             case .hold(let delay):
                 let started = ContinuousClock.now
                 // A client that hangs up meanwhile cancels the sleep; its slot stays spent.
-                try await Task.sleep(for: delay)
+                try await withSpan("hold") { span in
+                    span.attributes["sluice.delay_ms"] = Int(delay.seconds * 1000)
+                    try await Task.sleep(for: delay)
+                }
                 response = try prediction(instances, output: record.effectiveOutput)
                 response.headers[.sluiceDelay] = String(format: "%.3f", (ContinuousClock.now - started).seconds)
                 metrics.deferred(held: true)
@@ -133,9 +137,14 @@ struct PredictionRoutes {
 
     private func prediction(_ instances: [[Double]], output: PredictionOutput) throws -> Response {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
-        return Response(
-            status: .ok, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(string: model.predictionJSON(for: instances, output: output))))
+        let json = withSpan("predict") { span in
+            if span.isRecording {
+                span.attributes["sluice.model_version"] = model.version
+                span.attributes["sluice.instances"] = instances.count
+            }
+            return model.predictionJSON(for: instances, output: output)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
     }
 }
 
