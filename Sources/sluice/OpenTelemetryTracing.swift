@@ -15,7 +15,7 @@ import Tracing
 enum OpenTelemetryTracing {
     /// Bootstraps the tracer and returns the exporter's service, or `nil` when tracing is off.
     static func start(serviceName: String, environment: [String: String]) throws -> (any Service)? {
-        guard isRequested(environment) else { return nil }
+        guard try isRequested(environment) else { return nil }
         for name in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
             if let value = environment[name], value != "http/protobuf", value != "http/json" {
                 throw ValidationError("\(name)=\(value) is not supported: this build exports OTLP over HTTP (http/protobuf or http/json)")
@@ -33,12 +33,13 @@ enum OpenTelemetryTracing {
         return backend.service
     }
 
-    static func isRequested(_ environment: [String: String]) -> Bool {
+    static func isRequested(_ environment: [String: String]) throws -> Bool {
         if environment["OTEL_SDK_DISABLED"]?.lowercased() == "true" { return false }
         switch environment["OTEL_TRACES_EXPORTER"]?.lowercased() {
         case "none": return false
         case "otlp": return true
-        default: return environment["OTEL_EXPORTER_OTLP_ENDPOINT"] != nil || environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != nil
+        case nil: return environment["OTEL_EXPORTER_OTLP_ENDPOINT"] != nil || environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != nil
+        case let other?: throw ValidationError("OTEL_TRACES_EXPORTER=\(other) is not supported: otlp or none")
         }
     }
 }

@@ -133,15 +133,16 @@ struct TracingTests {
         #expect(receiver.spans.isEmpty, "OTEL_SDK_DISABLED=true sends nothing")
 
         // Started in the background: a replica that did start would otherwise never return.
-        let refused = try BackgroundCommand(
-            [ServiceProcess.binary, "serve", "--redis", cluster.redis.url, "--port", "0"],
-            environment: [
-                "SLUICE_ADMIN_KEY": cluster.adminKey, "SLUICE_MODEL_SIGNING_KEY": cluster.signingKey,
-                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            ])
-        defer { refused.terminate() }
-        let status = try? refused.wait(timeout: 10)
-        let output = refused.log
-        #expect(status == 78 && output.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported"), "\(output)")
+        for (name, value) in [("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_TRACES_EXPORTER", "zipkin")] {
+            let refused = try BackgroundCommand(
+                [ServiceProcess.binary, "serve", "--redis", cluster.redis.url, "--port", "0"],
+                environment: [
+                    "SLUICE_ADMIN_KEY": cluster.adminKey, "SLUICE_MODEL_SIGNING_KEY": cluster.signingKey,
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, name: value,
+                ])
+            defer { refused.terminate() }
+            let status = try? refused.wait(timeout: 10)
+            #expect(status == 78 && refused.log.contains("\(name)=\(value) is not supported"), "\(refused.log)")
+        }
     }
 }
