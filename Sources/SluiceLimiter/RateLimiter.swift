@@ -118,7 +118,7 @@ public struct RateLimiter: Sendable {
     /// admitted, Redis' time and each policy's TAT with the request charged. Everything else
     /// follows from those and the policies' own interval and burst, exactly as the script decides:
     /// a policy admits a request of cost `c` at `now` when `tat + interval × c − tolerance <= now`.
-    static func decode(_ reply: RedisReply, policies: [Policy], cost: Int) throws(RateLimitError) -> Decision {
+    @_spi(Benchmarks) public static func decode(_ reply: RedisReply, policies: [Policy], cost: Int) throws(RateLimitError) -> Decision {
         do throws(RedisError) {
             var fields = try ReplyIntegers(reply, of: "gcra")
             let admitted = try fields.next()

@@ -3,11 +3,12 @@ import CHiredis
 /// hiredis' RESP reader (`redisReaderCreate`/`Feed`/`GetReply`): the one parser every reply goes
 /// through, fed bytes as they arrive from the socket, whatever their framing.
 ///
-/// Not thread-safe; a connection's reader lives on its channel's event loop.
-final class HiredisReader {
+/// Not thread-safe; a connection's reader lives on its channel's event loop. Open to the counted
+/// benchmarks (`Benchmarks/`) as SPI, so they measure the very parser replies go through.
+@_spi(Benchmarks) public final class HiredisReader {
     private let reader: UnsafeMutablePointer<redisReader>
 
-    init() {
+    public init() {
         // redisReaderCreate only fails when malloc does.
         guard let reader = redisReaderCreate() else { fatalError("hiredis: out of memory creating a reader") }
         self.reader = reader
@@ -16,7 +17,7 @@ final class HiredisReader {
     deinit { redisReaderFree(reader) }
 
     /// Appends bytes to the reader's buffer.
-    func feed(_ bytes: UnsafeRawBufferPointer) throws(RedisError) {
+    public func feed(_ bytes: UnsafeRawBufferPointer) throws(RedisError) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         guard redisReaderFeed(reader, base.assumingMemoryBound(to: CChar.self), bytes.count) == REDIS_OK else {
             throw .unexpectedReply("protocol error: \(errorText)")
@@ -25,7 +26,7 @@ final class HiredisReader {
 
     /// The next complete reply, `nil` when the buffer holds only part of one. After a protocol
     /// error the stream cannot be resynchronised: the connection must be dropped.
-    func next() throws(RedisError) -> RedisReply? {
+    public func next() throws(RedisError) -> RedisReply? {
         var raw: UnsafeMutableRawPointer?
         guard redisReaderGetReply(reader, &raw) == REDIS_OK else {
             throw .unexpectedReply("protocol error: \(errorText)")

@@ -6,7 +6,7 @@ import SluiceTestSupport
 import Synchronization
 import Testing
 
-@testable import SluiceLimiter
+@_spi(Benchmarks) @testable import SluiceLimiter
 
 @Suite("RateLimiter against a real redis-server")
 struct RateLimiterTests {
