@@ -43,7 +43,9 @@ final class Replica: Sendable {
         self.deniedKey = deniedKey
     }
 
+    /// Starts the replica once: the plugin calls `Benchmark.setup` before every benchmark.
     static func start() async throws {
+        if started != nil { return }
         guard let url = ProcessInfo.processInfo.environment["SLUICE_BENCH_REDIS_URL"] else {
             throw BenchmarkFailure("SLUICE_BENCH_REDIS_URL is not set: run scripts/bench-counts, which starts a Redis for the run")
         }
@@ -52,7 +54,7 @@ final class Replica: Sendable {
         logger.logLevel = .warning
         let server = try SluiceServer.inProcess(
             redis: try RedisConfiguration(url: url),
-            environment: ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": "bench-signing-key-" + adminKey.suffix(32)],
+            environment: ["SLUICE_ADMIN_KEY": adminKey, "SLUICE_MODEL_SIGNING_KEY": "sluice-bench-signing-key-0123456789abcdef0123456789abcdef"],
             logger: logger
         ) { $0.keyCacheLifetime = .seconds(3600) }
         let services = ServiceGroup(configuration: .init(services: server.backgroundServices, logger: logger))
