@@ -24,19 +24,23 @@ struct PredictionInput {
             throw Problem.invalid([.init(pointer: "", detail: "expected an object with \"features\" or \"instances\"")])
         }
         var errors: [Problem.FieldError] = []
-        for key in top.keys.sorted() where key != "features" && key != "instances" {
-            errors.append(.init(pointer: "/" + StrictJSON.escapePointer(key), detail: "unknown field"))
+        // JSON Pointers are spelled only for errors: a valid body builds no strings here.
+        if top.keys.contains(where: { $0 != "features" && $0 != "instances" }) {
+            for key in top.keys.sorted() where key != "features" && key != "instances" {
+                errors.append(.init(pointer: "/" + StrictJSON.escapePointer(key), detail: "unknown field"))
+            }
         }
-        var rows: [(pointer: String, value: JSONValue)] = []
+        /// A row and its position in `instances` (`nil`: the single `features` object).
+        var rows: [(index: Int?, value: JSONValue)] = []
         switch (top["features"], top["instances"]) {
         case (let features?, nil):
-            rows = [("/features", features)]
+            rows = [(nil, features)]
         case (nil, .array(let instances)?):
             if instances.isEmpty { errors.append(.init(pointer: "/instances", detail: "at least one instance is required")) }
             if instances.count > maximumInstances {
                 errors.append(.init(pointer: "/instances", detail: "at most \(maximumInstances) instances per request, got \(instances.count)"))
             } else {
-                rows = instances.enumerated().map { ("/instances/\($0.offset)", $0.element) }
+                rows = instances.enumerated().map { ($0.offset, $0.element) }
             }
         case (nil, _?):
             errors.append(.init(pointer: "/instances", detail: "must be an array of objects"))
@@ -46,30 +50,35 @@ struct PredictionInput {
             errors.append(.init(pointer: "", detail: "missing \"features\" or \"instances\""))
         }
         var instances: [[Double]] = []
-        for (pointer, value) in rows where errors.count < 50 {
+        instances.reserveCapacity(rows.count)
+        for (rowIndex, value) in rows where errors.count < 50 {
+            var pointer: String { rowIndex.map { "/instances/\($0)" } ?? "/features" }
             guard case .object(let fields) = value else {
                 errors.append(.init(pointer: pointer, detail: "must be an object of feature values"))
                 continue
             }
-            for name in fields.keys.sorted() where !model.features.contains(where: { $0.name == name }) {
-                errors.append(.init(pointer: "\(pointer)/\(StrictJSON.escapePointer(name))", detail: "unknown feature"))
+            if fields.count != model.features.count || fields.keys.contains(where: { name in !model.features.contains { $0.name == name } }) {
+                for name in fields.keys.sorted() where !model.features.contains(where: { $0.name == name }) {
+                    errors.append(.init(pointer: "\(pointer)/\(StrictJSON.escapePointer(name))", detail: "unknown feature"))
+                }
             }
             var row: [Double] = []
+            row.reserveCapacity(model.features.count)
             for feature in model.features {
-                let fieldPointer = "\(pointer)/\(feature.name)"
+                func fieldError(_ detail: String) -> Problem.FieldError { .init(pointer: "\(pointer)/\(feature.name)", detail: detail) }
                 switch fields[feature.name] {
                 case nil:
-                    errors.append(.init(pointer: fieldPointer, detail: "missing feature"))
+                    errors.append(fieldError("missing feature"))
                 case .number(let number) where !number.isFinite:
-                    errors.append(.init(pointer: fieldPointer, detail: "must be a finite number"))
+                    errors.append(fieldError("must be a finite number"))
                 case .number(let number):
                     let range = max(feature.max - feature.min, 1e-9)
                     if number < feature.min - 10 * range || number > feature.max + 10 * range {
-                        errors.append(.init(pointer: fieldPointer, detail: "absurd magnitude: training data spans \(feature.min)…\(feature.max)"))
+                        errors.append(fieldError("absurd magnitude: training data spans \(feature.min)…\(feature.max)"))
                     }
                     row.append(number)
                 case .string, .bool, .null, .object, .array:
-                    errors.append(.init(pointer: fieldPointer, detail: "must be a number"))
+                    errors.append(fieldError("must be a number"))
                 }
             }
             instances.append(row)

@@ -71,6 +71,8 @@ struct StrictJSON {
     private mutating func object(depth: Int, pointer: () -> String) throws(Failure) -> JSONValue {
         index += 1
         var members: [String: JSONValue] = [:]
+        // One allocation for the objects requests hold (a prediction's four features).
+        members.reserveCapacity(8)
         skipWhitespace()
         if peek(UInt8(ascii: "}")) {
             index += 1
@@ -138,6 +140,17 @@ struct StrictJSON {
 
     private mutating func string() throws(Failure) -> String {
         index += 1
+        // Most strings (keys, feature names) hold no escape and no control character: made from
+        // their bytes at once, without an array of their own.
+        var end = index
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            guard let text = String(validating: bytes[index..<end], as: UTF8.self) else {
+                throw .malformed(offset: end + 1, reason: "invalid UTF-8 in a string")
+            }
+            index = end + 1
+            return text
+        }
         var scalars: [UInt8] = []
         while index < bytes.count {
             let byte = bytes[index]
