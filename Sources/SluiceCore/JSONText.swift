@@ -4,8 +4,21 @@ public enum JSONText {
     /// `text` as a JSON string literal, quotes included: `"` and `\` escaped, control characters
     /// as `\u00XX` (valid JSON whatever the text holds).
     public static func quoted(_ text: String) -> String {
-        var out = "\""
+        var out = ""
         out.reserveCapacity(text.utf8.count + 2)
+        appendQuoted(text, to: &out)
+        return out
+    }
+
+    /// Appends ``quoted(_:)`` of `text` to `out`, with no string of its own in between.
+    public static func appendQuoted(_ text: String, to out: inout String) {
+        out += "\""
+        // Most text needs no escape: appended whole.
+        if !text.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) {
+            out += text
+            out += "\""
+            return
+        }
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -16,6 +29,6 @@ public enum JSONText {
             default: out.unicodeScalars.append(scalar)
             }
         }
-        return out + "\""
+        out += "\""
     }
 }

@@ -11,23 +11,33 @@ extension ModelArtifact {
     /// names are validated training labels, escaped here all the same.
     public func predictionJSON(for instances: [[Double]], output: PredictionOutput = .probabilities) -> String {
         let scale = output == .rounded ? 1e2 : 1e6
-        var json = "{\"model_version\":\(version),\"predictions\":["
+        let names = classes.map(JSONText.quoted)
+        // One allocation for the whole body: ~40 bytes a class and prediction at most.
+        var json = ""
+        json.reserveCapacity(48 + instances.count * (24 + names.count * 40))
+        json += "{\"model_version\":"
+        json += String(version)
+        json += ",\"predictions\":["
         for (index, row) in instances.enumerated() {
             let p = probabilities(row)
             let best = p.indices.max { p[$0] < p[$1] }!
             if index > 0 { json += "," }
-            json += "{\"label\":\(JSONText.quoted(classes[best]))"
+            json += "{\"label\":"
+            json += names[best]
             if output != .label {
                 json += ",\"probabilities\":{"
-                for (k, name) in classes.enumerated() {
+                for (k, name) in names.enumerated() {
                     if k > 0 { json += "," }
-                    json += "\(JSONText.quoted(name)):\((p[k] * scale).rounded() / scale)"
+                    json += name
+                    json += ":"
+                    json += String((p[k] * scale).rounded() / scale)
                 }
                 json += "}"
             }
             json += "}"
         }
-        return json + "]}"
+        json += "]}"
+        return json
     }
 }
 

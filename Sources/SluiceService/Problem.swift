@@ -54,17 +54,49 @@ public struct Problem: HTTPResponseError, Sendable {
         var violated_policies: [String]?
 
         var json: String {
-            var json = "{\"detail\":\(JSONText.quoted(detail))"
+            var json = ""
+            json.reserveCapacity(160 + detail.utf8.count + (instance?.utf8.count ?? 0) + 64 * (errors?.count ?? 0))
+            json += "{\"detail\":"
+            JSONText.appendQuoted(detail, to: &json)
             if let errors {
-                json += ",\"errors\":[" + errors.map { "{\"detail\":\(JSONText.quoted($0.detail)),\"pointer\":\(JSONText.quoted($0.pointer))}" }
-                    .joined(separator: ",") + "]"
+                json += ",\"errors\":["
+                for (index, error) in errors.enumerated() {
+                    json += index == 0 ? "{\"detail\":" : ",{\"detail\":"
+                    JSONText.appendQuoted(error.detail, to: &json)
+                    json += ",\"pointer\":"
+                    JSONText.appendQuoted(error.pointer, to: &json)
+                    json += "}"
+                }
+                json += "]"
             }
-            if let instance { json += ",\"instance\":\(JSONText.quoted(instance))" }
-            if let policy { json += ",\"policy\":\(JSONText.quoted(policy))" }
-            if let retry_after { json += ",\"retry_after\":\(retry_after)" }
-            json += ",\"status\":\(status),\"title\":\(JSONText.quoted(title)),\"type\":\(JSONText.quoted(type))"
-            if let violated_policies { json += ",\"violated-policies\":[" + violated_policies.map(JSONText.quoted).joined(separator: ",") + "]" }
-            return json + "}"
+            if let instance {
+                json += ",\"instance\":"
+                JSONText.appendQuoted(instance, to: &json)
+            }
+            if let policy {
+                json += ",\"policy\":"
+                JSONText.appendQuoted(policy, to: &json)
+            }
+            if let retry_after {
+                json += ",\"retry_after\":"
+                json += String(retry_after)
+            }
+            json += ",\"status\":"
+            json += String(status)
+            json += ",\"title\":"
+            JSONText.appendQuoted(title, to: &json)
+            json += ",\"type\":"
+            JSONText.appendQuoted(type, to: &json)
+            if let violated_policies {
+                json += ",\"violated-policies\":["
+                for (index, name) in violated_policies.enumerated() {
+                    if index > 0 { json += "," }
+                    JSONText.appendQuoted(name, to: &json)
+                }
+                json += "]"
+            }
+            json += "}"
+            return json
         }
     }
 

@@ -61,7 +61,7 @@ extension Admission {
                 detail: "This key already has \(held) requests in flight (max_in_flight \(limit)); retry when one has finished.",
                 policy: "concurrency", retryAfter: 1)
             problem.violatedPolicies = ["concurrency"]
-            let pk = ";pk=:\(Self.partitionKey(record.id)):"
+            let pk = Self.partitionKeyParameter(record.id)
             problem.headers[.rateLimitPolicy] = "\"concurrency\";q=\(limit);qu=\"concurrency\"\(pk)"
             problem.headers[.rateLimit] = "\"concurrency\";r=0\(pk)"
             throw problem

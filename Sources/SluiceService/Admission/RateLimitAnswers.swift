@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import SluiceCore
 import SluiceLimiter
+import Synchronization
 
 /// How a decision reaches the client: the `429` problem, `Retry-After`, and the `RateLimit`
 /// headers of draft-ietf-httpapi-ratelimit-headers-10.
@@ -20,7 +21,7 @@ extension Admission {
             status: .tooManyRequests, type: Self.quotaExceeded, title: "Too many requests", detail: detail,
             policy: decision.policy.name, retryAfter: Self.wholeSeconds(wait + extra)
         )
-        problem.violatedPolicies = decision.states.filter { $0.retryAfter != nil }.map(\.policy.name)
+        problem.violatedPolicies = decision.states.compactMap { $0.retryAfter != nil ? $0.policy.name : nil }
         problem.headers = Self.headers(for: decision)
         return problem
     }
@@ -35,19 +36,40 @@ extension Admission {
     /// its slot in Unix seconds on the limiter's clock.
     static func headers(for decision: Decision, slot: Bool = true) -> HTTPFields {
         var fields = HTTPFields()
-        let pk = decision.key.isEmpty ? "" : ";pk=:\(partitionKey(decision.key)):"
-        fields[.rateLimitPolicy] = decision.states.map { state in
-            "\"\(state.policy.name)\";q=\(state.policy.burst);w=\(wholeSeconds(state.policy.period, minimum: 1))\(pk)"
-        }.joined(separator: ", ")
-        fields[.rateLimit] = decision.states.map { state in
-            "\"\(state.policy.name)\";r=\(state.remaining);t=\(wholeSeconds(state.resetAfter, minimum: 0))\(pk)"
-        }.joined(separator: ", ")
+        // Built by appending (one string per field): this runs on every answer.
+        let pk = decision.key.isEmpty ? "" : partitionKeyParameter(decision.key)
+        var policy = "", state = ""
+        policy.reserveCapacity(decision.states.count * (40 + pk.utf8.count))
+        state.reserveCapacity(decision.states.count * (40 + pk.utf8.count))
+        for (index, entry) in decision.states.enumerated() {
+            if index > 0 {
+                policy += ", "
+                state += ", "
+            }
+            let name = entry.policy.name
+            policy += "\""
+            policy += name
+            policy += "\";q="
+            policy += String(entry.policy.burst)
+            policy += ";w="
+            policy += String(wholeSeconds(entry.policy.period, minimum: 1))
+            policy += pk
+            state += "\""
+            state += name
+            state += "\";r="
+            state += String(entry.remaining)
+            state += ";t="
+            state += String(wholeSeconds(entry.resetAfter, minimum: 0))
+            state += pk
+        }
+        fields[.rateLimitPolicy] = policy
+        fields[.rateLimit] = state
         if decision.origin == .degraded { fields[.sluiceDegraded] = "local" }
         if slot, decision.isAllowed, decision.decidedAt > 0 {
             // The admitted request's slot on the limiter's clock (Redis' TIME), to the µs: lets a
             // load test check admissions against the policy exactly, whatever the network jitter.
             let slot = decision.slotTime
-            fields[.sluiceSlot] = "\(slot / 1_000_000).\(String(slot % 1_000_000).leftPadded(to: 6))"
+            fields[.sluiceSlot] = String(slot / 1_000_000) + "." + String(slot % 1_000_000).leftPadded(to: 6)
         }
         return fields
     }
@@ -58,6 +80,17 @@ extension Admission {
     static func partitionKey(_ key: String) -> String {
         Data(SHA256.hash(data: Data("sluice-partition:\(key)".utf8)).prefix(9)).base64EncodedString()
     }
+
+    /// `;pk=:<partitionKey(key)>:`, remembered for the keys seen last (every answer carries it,
+    /// and a digest per answer was a tenth of a request's own work).
+    static func partitionKeyParameter(_ key: String) -> String {
+        if let known = partitionKeys.withLock({ $0.get(key) }) { return known }
+        let parameter = ";pk=:" + partitionKey(key) + ":"
+        partitionKeys.withLock { $0.set(key, parameter) }
+        return parameter
+    }
+
+    private static let partitionKeys = Mutex(LRUCache<String, String>(capacity: 4096))
 
     /// Rounded up, and never below `minimum` (`Retry-After: 0` would invite an immediate retry).
     static func wholeSeconds(_ duration: Duration, minimum: Int = 1) -> Int {
