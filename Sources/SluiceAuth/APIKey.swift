@@ -13,8 +13,8 @@ public struct APIKey: Sendable, CustomStringConvertible {
 
     /// Parses a presented key; `nil` when it does not have the key format.
     public init?(_ text: String) {
-        let bytes = Array(text.utf8)
-        guard bytes.count <= 128, bytes.starts(with: Array("sk_".utf8)) else { return nil }
+        let bytes = text.utf8
+        guard bytes.count <= 128, bytes.starts(with: "sk_".utf8) else { return nil }
         let body = bytes.dropFirst(3)
         guard let separator = body.firstIndex(of: UInt8(ascii: "_")) else { return nil }
         let id = body[..<separator]
@@ -41,7 +41,10 @@ public struct APIKey: Sendable, CustomStringConvertible {
     public var revealed: String { full.revealed }
 
     /// SHA-256 of the whole key, the only form that is stored.
-    public var hash: KeyHash { KeyHash(digest: Array(SHA256.hash(data: Array(full.revealed.utf8)))) }
+    public var hash: KeyHash {
+        var text = full.revealed
+        return KeyHash(digest: Array(text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }))
+    }
 
     public var description: String { "sk_\(id)_…" }
 

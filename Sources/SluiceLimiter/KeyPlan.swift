@@ -82,12 +82,17 @@ public struct KeyPlan: Sendable, Codable, Equatable {
 
     /// The enforced policies plus the daily quota, checked together in one call.
     public var limiterPolicies: [Policy] {
-        policies.filter { $0.mode == .enforce } + (quotaPerDay.map { [Policy.daily($0)] } ?? [])
+        let shadows = policies.contains { $0.mode == .shadow }
+        // Asked on every request: the key's own array when it is the answer (no copy).
+        if !shadows, quotaPerDay == nil { return policies }
+        var enforced = shadows ? policies.filter { $0.mode == .enforce } : policies
+        if let quotaPerDay { enforced.append(Policy.daily(quotaPerDay)) }
+        return enforced
     }
 
     /// The `shadow` policies: tried on the traffic the enforced ones admit, never deciding.
     public var shadowPolicies: [Policy] {
-        policies.filter { $0.mode == .shadow }
+        policies.contains { $0.mode == .shadow } ? policies.filter { $0.mode == .shadow } : []
     }
 
     enum CodingKeys: String, CodingKey {

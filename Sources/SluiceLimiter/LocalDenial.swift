@@ -153,6 +153,14 @@ public final class LocalDenial: Sendable {
     private static func denial(_ bounds: Bounds, policies: [Policy], cost: Int, horizon: Duration, now: ContinuousClock.Instant) -> Decision? {
         let redisNow = Self.redisUpperBound(bounds, at: now)
         let horizonMicros = horizon.microseconds
+        // First whether it is a proven denial at all (most checks of a key within its limits are
+        // not): the states are built only for one.
+        var proven = false
+        for policy in policies {
+            guard let known = bounds.tats[policy.name], known.policy == policy else { return nil }
+            if known.tat + policy.emissionIntervalMicroseconds * Int64(cost - policy.burst) - redisNow > horizonMicros { proven = true }
+        }
+        guard proven else { return nil }
         var states: [Decision.PolicyState] = []
         states.reserveCapacity(policies.count)
         var decisive = -1

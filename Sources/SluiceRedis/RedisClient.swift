@@ -160,6 +160,6 @@ public final class RedisClient: RedisCommands {
     }
 
     private static func evalsha(_ sha: String, keys: [String], arguments: [String]) -> RedisCommand {
-        RedisCommand("EVALSHA", [sha, String(keys.count)] + keys + arguments)
+        RedisCommand("EVALSHA", [sha, String(keys.count)], keys, arguments)
     }
 }

@@ -13,7 +13,8 @@ public struct RedisCommand: Sendable, Hashable {
         for argument in arguments {
             Self.appendHeader(UInt8(ascii: "$"), argument.count, to: &encoded)
             encoded.append(contentsOf: argument)
-            encoded.append(contentsOf: [13, 10])
+            encoded.append(13)
+            encoded.append(10)
         }
         self.encoded = encoded
     }
@@ -34,20 +35,34 @@ public struct RedisCommand: Sendable, Hashable {
 
     /// Encodes straight from the strings' UTF-8, without intermediate byte arrays (hot path).
     public init(_ name: String, _ arguments: [String]) {
+        self.init(name, arguments, [], [])
+    }
+
+    /// `name`, then the arguments of each list in turn (`EVALSHA sha n keys… args…`): one buffer,
+    /// no concatenated array of arguments.
+    init(_ name: String, _ first: [String], _ second: [String], _ third: [String]) {
+        func size(_ list: [String]) -> Int { list.reduce(0) { $0 + $1.utf8.count + 16 } }
         var encoded: [UInt8] = []
-        encoded.reserveCapacity(arguments.reduce(name.utf8.count + 32) { $0 + $1.utf8.count + 16 })
-        Self.appendHeader(UInt8(ascii: "*"), arguments.count + 1, to: &encoded)
-        for argument in CollectionOfOne(name) + arguments {
-            Self.appendHeader(UInt8(ascii: "$"), argument.utf8.count, to: &encoded)
-            encoded.append(contentsOf: argument.utf8)
-            encoded.append(contentsOf: [13, 10])
-        }
+        encoded.reserveCapacity(name.utf8.count + 32 + size(first) + size(second) + size(third))
+        Self.appendHeader(UInt8(ascii: "*"), 1 + first.count + second.count + third.count, to: &encoded)
+        Self.appendArgument(name, to: &encoded)
+        for argument in first { Self.appendArgument(argument, to: &encoded) }
+        for argument in second { Self.appendArgument(argument, to: &encoded) }
+        for argument in third { Self.appendArgument(argument, to: &encoded) }
         self.encoded = encoded
+    }
+
+    private static func appendArgument(_ argument: String, to encoded: inout [UInt8]) {
+        appendHeader(UInt8(ascii: "$"), argument.utf8.count, to: &encoded)
+        encoded.append(contentsOf: argument.utf8)
+        encoded.append(13)
+        encoded.append(10)
     }
 
     private static func appendHeader(_ marker: UInt8, _ count: Int, to buffer: inout [UInt8]) {
         buffer.append(marker)
         buffer.append(contentsOf: String(count).utf8)
-        buffer.append(contentsOf: [13, 10])
+        buffer.append(13)
+        buffer.append(10)
     }
 }

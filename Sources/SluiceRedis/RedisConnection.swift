@@ -257,11 +257,14 @@ public final class RedisConnection: Sendable {
     /// connection error, else a timeout.
     private func failWaiting(with error: RedisError?, all: Bool) {
         let now = ContinuousClock.now
-        let (expired, reason) = mailbox.withLock { box in
+        // Runs on every tick of the timer: nothing is allocated unless something expired.
+        let (expired, reason) = mailbox.withLock { box -> ([Pending], RedisError?) in
             let count = all ? box.queue.count : box.queue.prefix { $0.deadline <= now }.count
+            guard count > 0 else { return ([], nil) }
             defer { box.queue.removeFirst(count) }
             return (Array(box.queue.prefix(count)), error ?? box.connectError)
         }
+        guard !expired.isEmpty else { return }
         let failure = reason ?? .timedOut(endpoint: configuration.endpoint.description)
         for pending in expired { pending.finish(.failure(failure)) }
     }

@@ -57,7 +57,8 @@ extension Admission {
     static func presentedKey(_ headers: HTTPFields) -> String? {
         if let authorization = headers[.authorization] {
             let bytes = authorization.utf8
-            guard bytes.count > 7, bytes.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) else {
+            // Case-insensitive "bearer ", compared in place (no array of its own).
+            guard bytes.count > 7, zip(bytes, "bearer ".utf8).allSatisfy({ $0 | 0x20 == $1 }) else {
                 return ""  // some other scheme: present but unusable
             }
             return trimmedSpaces(authorization.utf8.dropFirst(7))
