@@ -82,7 +82,7 @@ extension Admission {
     }
 
     /// `;pk=:<partitionKey(key)>:`, remembered for the keys seen last (every answer carries it,
-    /// and a digest per answer was a tenth of a request's own work).
+    /// and computing its digest every time cost 3 % of a predict's CPU in `perf`).
     static func partitionKeyParameter(_ key: String) -> String {
         if let known = partitionKeys.withLock({ $0.get(key) }) { return known }
         let parameter = ";pk=:" + partitionKey(key) + ":"
