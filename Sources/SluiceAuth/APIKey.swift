@@ -41,9 +41,12 @@ public struct APIKey: Sendable, CustomStringConvertible {
     public var revealed: String { full.revealed }
 
     /// SHA-256 of the whole key, the only form that is stored.
-    public var hash: KeyHash {
+    public var hash: KeyHash { KeyHash(digest: Array(digest)) }
+
+    /// The SHA-256 itself, hashed from the key's UTF-8 in place: what every request compares.
+    var digest: SHA256Digest {
         var text = full.revealed
-        return KeyHash(digest: Array(text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }))
+        return text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
     }
 
     public var description: String { "sk_\(id)_…" }
@@ -68,6 +71,16 @@ public struct KeyHash: Sendable, Codable, Equatable {
 
     public init(digest: [UInt8]) {
         self.digest = digest
+    }
+
+    /// ``matches(_:)`` against a digest as computed (no array of its bytes).
+    func matches(_ other: SHA256Digest) -> Bool {
+        other.withUnsafeBytes { bytes in
+            guard digest.count == bytes.count else { return false }
+            var difference: UInt8 = 0
+            for (a, b) in zip(digest, bytes) { difference |= a ^ b }
+            return difference == 0
+        }
     }
 
     /// Compares in constant time: the time taken does not depend on where two digests differ.

@@ -62,7 +62,7 @@ public struct KeyRecord: Sendable, Codable, Equatable {
 
     /// True when `key` is one of this record's live secrets (compared in constant time).
     public func accepts(_ key: APIKey, at now: Date) -> Bool {
-        let hash = key.hash
+        let hash = key.digest
         var accepted = false
         for secret in secrets where secret.validUntil.map({ $0 > now }) ?? true {
             accepted = secret.hash.matches(hash) || accepted  // no early exit

@@ -20,12 +20,12 @@ extension Admission {
         // an id that does not exist: its made-up keys cost no Redis call (neither a lookup nor
         // the limiter), while real keys from the same address (behind one NAT) still work.
         // Asked only when a lookup is due: a cached key costs neither the address nor the check.
+        // (Asked again after a failure rather than remembered from the closure: a variable the
+        // closure set would be boxed on the heap for every request, cached keys included.)
         var clientKey: String { "client-\(clientAddress(request, context: context))" }
-        var throttled: Decision?
         do {
             return try await authenticator.authenticate(presented) {
-                throttled = limiter.provenDenial(key: clientKey, policies: [failedAuthPolicy])
-                return throttled != nil
+                limiter.provenDenial(key: clientKey, policies: [failedAuthPolicy]) != nil
             }
         } catch {
             if case .unavailable(let cause) = error {
@@ -36,7 +36,7 @@ extension Admission {
             metrics.authFailures.increment()
             let decision: Decision
             let client = clientKey
-            if let throttled = throttled ?? limiter.provenDenial(key: client, policies: [failedAuthPolicy]) {
+            if let throttled = limiter.provenDenial(key: client, policies: [failedAuthPolicy]) {
                 metrics.recordDecision(throttled, duration: .zero)
                 decision = throttled
             } else {
