@@ -37,7 +37,8 @@ public struct LogisticRegression: Sendable {
                 for k in 0..<classCount {
                     for j in 0..<row.count { scores[k] += weights[k][j] * row[j] }
                 }
-                let p = softmax(scores)
+                softmax(&scores)
+                let p = scores
                 for k in 0..<classCount {
                     let error = p[k] - (k == label ? 1 : 0)
                     gradB[k] += error

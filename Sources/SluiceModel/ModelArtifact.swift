@@ -63,7 +63,8 @@ public struct ModelArtifact: Sendable, Codable, Equatable {
                 scores[k] += coefficients[j] * (row[j] - feature.mean) / feature.std
             }
         }
-        return softmax(scores)
+        softmax(&scores)
+        return scores
     }
 
     /// True when the shapes agree and every number is finite: checked after the signature, so a
@@ -76,9 +77,13 @@ public struct ModelArtifact: Sendable, Codable, Equatable {
     }
 }
 
-func softmax(_ scores: [Double]) -> [Double] {
+/// Scores to probabilities, in place (one array per prediction, not three).
+func softmax(_ scores: inout [Double]) {
     let top = scores.max() ?? 0
-    let exps = scores.map { Foundation.exp($0 - top) }
-    let sum = exps.reduce(0, +)
-    return exps.map { $0 / sum }
+    var sum = 0.0
+    for index in scores.indices {
+        scores[index] = Foundation.exp(scores[index] - top)
+        sum += scores[index]
+    }
+    for index in scores.indices { scores[index] /= sum }
 }

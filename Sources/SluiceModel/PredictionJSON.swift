@@ -11,10 +11,9 @@ extension ModelArtifact {
     /// names are validated training labels, escaped here all the same.
     public func predictionJSON(for instances: [[Double]], output: PredictionOutput = .probabilities) -> String {
         let scale = output == .rounded ? 1e2 : 1e6
-        let names = classes.map(JSONText.quoted)
         // One allocation for the whole body: ~40 bytes a class and prediction at most.
         var json = ""
-        json.reserveCapacity(48 + instances.count * (24 + names.count * 40))
+        json.reserveCapacity(48 + instances.count * (24 + classes.count * 40))
         json += "{\"model_version\":"
         json += String(version)
         json += ",\"predictions\":["
@@ -23,12 +22,12 @@ extension ModelArtifact {
             let best = p.indices.max { p[$0] < p[$1] }!
             if index > 0 { json += "," }
             json += "{\"label\":"
-            json += names[best]
+            JSONText.appendQuoted(classes[best], to: &json)
             if output != .label {
                 json += ",\"probabilities\":{"
-                for (k, name) in names.enumerated() {
+                for (k, name) in classes.enumerated() {
                     if k > 0 { json += "," }
-                    json += name
+                    JSONText.appendQuoted(name, to: &json)
                     json += ":"
                     json += String((p[k] * scale).rounded() / scale)
                 }

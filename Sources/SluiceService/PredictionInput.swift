@@ -30,17 +30,18 @@ struct PredictionInput {
                 errors.append(.init(pointer: "/" + StrictJSON.escapePointer(key), detail: "unknown field"))
             }
         }
-        /// A row and its position in `instances` (`nil`: the single `features` object).
-        var rows: [(index: Int?, value: JSONValue)] = []
+        // The rows: the single `features` object, or the `instances` array as it is (no copy).
+        var single: JSONValue?
+        var batch: [JSONValue] = []
         switch (top["features"], top["instances"]) {
         case (let features?, nil):
-            rows = [(nil, features)]
+            single = features
         case (nil, .array(let instances)?):
             if instances.isEmpty { errors.append(.init(pointer: "/instances", detail: "at least one instance is required")) }
             if instances.count > maximumInstances {
                 errors.append(.init(pointer: "/instances", detail: "at most \(maximumInstances) instances per request, got \(instances.count)"))
             } else {
-                rows = instances.enumerated().map { ($0.offset, $0.element) }
+                batch = instances
             }
         case (nil, _?):
             errors.append(.init(pointer: "/instances", detail: "must be an array of objects"))
@@ -49,10 +50,12 @@ struct PredictionInput {
         case (nil, nil):
             errors.append(.init(pointer: "", detail: "missing \"features\" or \"instances\""))
         }
+        let rowCount = single == nil ? batch.count : 1
         var instances: [[Double]] = []
-        instances.reserveCapacity(rows.count)
-        for (rowIndex, value) in rows where errors.count < 50 {
-            var pointer: String { rowIndex.map { "/instances/\($0)" } ?? "/features" }
+        instances.reserveCapacity(rowCount)
+        for position in 0..<rowCount where errors.count < 50 {
+            let value = single ?? batch[position]
+            var pointer: String { single == nil ? "/instances/\(position)" : "/features" }
             guard case .object(let fields) = value else {
                 errors.append(.init(pointer: pointer, detail: "must be an object of feature values"))
                 continue

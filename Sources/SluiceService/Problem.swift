@@ -32,6 +32,7 @@ public struct Problem: HTTPResponseError, Sendable {
             errors: errors.isEmpty ? nil : errors, policy: policy, retry_after: retryAfter, violated_policies: violatedPolicies
         )
         var headers = self.headers
+        headers.reserveCapacity(headers.count + 2)
         headers[.contentType] = "application/problem+json"
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body.json)))
@@ -55,7 +56,9 @@ public struct Problem: HTTPResponseError, Sendable {
 
         var json: String {
             var json = ""
-            json.reserveCapacity(160 + detail.utf8.count + (instance?.utf8.count ?? 0) + 64 * (errors?.count ?? 0))
+            json.reserveCapacity(
+                128 + detail.utf8.count + title.utf8.count + type.utf8.count + (instance?.utf8.count ?? 0) + (policy?.utf8.count ?? 0)
+                    + 64 * (errors?.count ?? 0) + 32 * (violated_policies?.count ?? 0))
             json += "{\"detail\":"
             JSONText.appendQuoted(detail, to: &json)
             if let errors {

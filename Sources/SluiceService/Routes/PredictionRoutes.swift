@@ -144,7 +144,11 @@ struct PredictionRoutes {
             }
             return model.predictionJSON(for: instances, output: output)
         }
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
+        // Room for the RateLimit fields admission adds: the fields are not copied again.
+        var headers = HTTPFields()
+        headers.reserveCapacity(6)
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
     }
 }
 
