@@ -31,6 +31,15 @@ public struct LRUCache<Key: Hashable, Value> {
         return nodes[slot].value
     }
 
+    /// Changes the value of `key` in place (no copy of it), marking it as just used; `false`
+    /// when `key` is not cached or `body` declines (then nothing changed).
+    public mutating func update(_ key: Key, _ body: (inout Value) -> Bool) -> Bool {
+        guard let slot = index[key] else { return false }
+        guard body(&nodes[slot].value) else { return false }
+        touch(slot)
+        return true
+    }
+
     /// Stores `value` under `key` as the most recently used entry, evicting the oldest when full.
     public mutating func set(_ key: Key, _ value: Value) {
         if let slot = index[key] {

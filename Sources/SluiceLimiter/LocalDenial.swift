@@ -99,6 +99,17 @@ public final class LocalDenial: Sendable {
     /// Learns the TAT bounds of `decision`, a reply from Redis to a call sent at `sentAt`.
     func record(key: String, decision: Decision, sentAt: ContinuousClock.Instant, epoch: Int) {
         guard decision.origin == .redis, decision.decidedAt > 0 else { return }
+        // The usual case, a later reply about a key already known: its bounds updated in place.
+        let updated = entries.withLock { cache in
+            cache.update(key) { known in
+                guard known.sentAt <= sentAt, known.epoch == epoch else { return false }
+                for state in decision.states { known.tats[state.policy.name] = (state.policy, state.tat) }
+                known.redisTime = decision.decidedAt
+                known.sentAt = sentAt
+                return true
+            }
+        }
+        if updated { return }
         var tats: [String: (policy: Policy, tat: Int64)] = [:]
         tats.reserveCapacity(decision.states.count)
         for state in decision.states {

@@ -1,5 +1,6 @@
 import SluiceCore
 import SluiceRedis
+import Synchronization
 
 /// Exact, global GCRA rate limiting in Redis.
 ///
@@ -22,7 +23,12 @@ public struct RateLimiter: Sendable {
         self.client = client
         self.namespace = namespace
         self.localDenial = localDenial
+        self.keyNames = KeyNames()
     }
+
+    /// The limiter keys made lately (``limiterKeys(for:policies:)``), per limiter key.
+    private let keyNames: KeyNames
+
 
     /// Checks `cost` requests for `key` against every policy; admits and charges all of them, or none.
     ///
@@ -49,7 +55,7 @@ public struct RateLimiter: Sendable {
         }
         defer { if leading { localDenial?.finish(key) } }
         let sentAt = ContinuousClock.now
-        let keys = policies.map { redisKey(for: key, policy: $0) }
+        let keys = limiterKeys(for: key, policies: policies)
         let arguments = Self.arguments(policies: policies, cost: cost, horizon: horizon)
         let reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments, failing: RateLimitError.self)
         var decision = try Self.decode(reply, policies: policies, cost: cost)
@@ -69,6 +75,16 @@ public struct RateLimiter: Sendable {
         try validate(key: key, policies: policies, cost: 0)
         localDenial?.invalidate(key)
         _ = try await client.send(RedisCommand("DEL", policies.map { redisKey(for: key, policy: $0) }), failing: RateLimitError.self)
+    }
+
+    /// The Redis keys of `policies` for `key`, made once per key and policy set (an LRU shared by
+    /// the copies of this limiter): a limiter call then builds no key strings of its own.
+    private func limiterKeys(for key: String, policies: [Policy]) -> [String] {
+        let known = keyNames.get(key)
+        if let known, known.policies.elementsEqual(policies, by: { $0 == $1.name }) { return known.keys }
+        let keys = policies.map { redisKey(for: key, policy: $0) }
+        keyNames.set(key, (policies.map(\.name), keys))
+        return keys
     }
 
     /// The Redis key holding one policy's state for `key`.
@@ -171,4 +187,13 @@ public struct RateLimiter: Sendable {
             throw .redis(error)
         }
     }
+}
+
+/// The cache behind a reference, so that copies of a ``RateLimiter`` share it.
+private final class KeyNames: Sendable {
+    typealias Entry = (policies: [String], keys: [String])
+    private let cache = Mutex(LRUCache<String, Entry>(capacity: 4096))
+
+    func get(_ key: String) -> Entry? { cache.withLock { $0.get(key) } }
+    func set(_ key: String, _ entry: Entry) { cache.withLock { $0.set(key, entry) } }
 }

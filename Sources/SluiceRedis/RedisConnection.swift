@@ -175,29 +175,30 @@ public final class RedisConnection: Sendable {
         case .connected, .connecting, .backingOff: return  // whatever ends those calls drain again
         case .idle: connected = nil
         }
-        let (expired, batch, hasWork) = mailbox.withLock { box -> ([Pending], [Pending], Bool) in
+        // The batch moves straight from the queue into `inFlight` (no array of its own).
+        let (expired, hasWork) = mailbox.withLock { box -> ([Pending], Bool) in
             // Deadlines grow with queue order (one timeout for all), so the expired ones are a prefix.
             let expiredCount = box.queue.prefix { $0.deadline <= now }.count
-            let expired = Array(box.queue.prefix(expiredCount))
+            let expired = expiredCount == 0 ? [] : Array(box.queue.prefix(expiredCount))
             box.queue.removeFirst(expiredCount)
             if box.queue.isEmpty || box.isClosed {
                 box.loopWillDrain = false
-                return (expired, [], false)
+                return (expired, false)
             }
-            guard connected != nil else { return (expired, [], true) }
+            guard connected != nil else { return (expired, true) }
             let count = min(box.queue.count, configuration.maxBatch)
-            defer { box.queue.removeFirst(count) }
-            return (expired, Array(box.queue.prefix(count)), true)
+            inFlight.append(contentsOf: box.queue.prefix(count))
+            box.queue.removeFirst(count)
+            return (expired, true)
         }
         for pending in expired { pending.finish(.failure(.timedOut(endpoint: configuration.endpoint.description))) }
         guard let channel = connected else {
             if hasWork { connect() }
             return
         }
-        guard !batch.isEmpty else { return }
-        var buffer = channel.allocator.buffer(capacity: batch.reduce(0) { $0 + $1.bytes.count })
-        for pending in batch { buffer.writeBytes(pending.bytes) }
-        inFlight.append(contentsOf: batch)
+        guard !inFlight.isEmpty else { return }
+        var buffer = channel.allocator.buffer(capacity: inFlight.reduce(0) { $0 + $1.bytes.count })
+        for pending in inFlight { buffer.writeBytes(pending.bytes) }
         batchWrittenAt = .now
         channel.writeAndFlush(buffer, promise: nil)
     }

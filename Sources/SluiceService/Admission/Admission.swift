@@ -128,17 +128,16 @@ struct Admission: Sendable {
             throw error
         }
         RequestFacts.record(decision: decision.delay > .zero ? "deferred" : "allowed")
-        let headers = Self.headers(for: decision)
         do {
             guard permitted else { throw Problem.forbidden(missing: scopes.map(\.rawValue).sorted()) }
             let (verdict, applied) = try await verdict(for: decision, record: record, deferral: deferral, logger: context.logger)
             if case .refused(let problem) = verdict { throw problem }
             var response = try await body(Admitted(record: record, decision: decision, verdict: verdict, preferenceApplied: applied))
-            response.headers.append(contentsOf: headers)
+            Self.appendHeaders(for: decision, to: &response.headers)
             return response
         } catch var problem as Problem {
             // A refusal built from this decision carries its headers already.
-            if problem.headers[.rateLimit] == nil { problem.headers.append(contentsOf: headers) }
+            if problem.headers[.rateLimit] == nil { Self.appendHeaders(for: decision, to: &problem.headers) }
             throw problem
         }
     }

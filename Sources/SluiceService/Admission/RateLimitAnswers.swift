@@ -9,8 +9,20 @@ import Synchronization
 /// headers of draft-ietf-httpapi-ratelimit-headers-10.
 extension Admission {
     static func rateLimitDetail(_ decision: Decision) -> String {
-        "Rate limit '\(decision.policy.name)' exceeded; retry after the given time."
+        refusalText(decision.policy.name).detail
     }
+
+    /// Per policy name, the texts of its refusals, made once: a flood of 429s then builds no
+    /// string and no array of its own for them. Policy names are few (a key has at most a handful,
+    /// from one validated vocabulary per deployment); an LRU bounds them all the same.
+    private static func refusalText(_ name: String) -> (detail: String, violated: [String]) {
+        if let known = refusalTexts.withLock({ $0.get(name) }) { return known }
+        let text = (detail: "Rate limit '\(name)' exceeded; retry after the given time.", violated: [name])
+        refusalTexts.withLock { $0.set(name, text) }
+        return text
+    }
+
+    private static let refusalTexts = Mutex(LRUCache<String, (detail: String, violated: [String])>(capacity: 1024))
 
     /// A `429` for `decision`: `Retry-After` is the true wait rounded up, plus a uniform extra in
     /// [0, `jitter`] seconds (the key's `retry_after_jitter`) — never earlier than the true wait.
@@ -21,8 +33,14 @@ extension Admission {
             status: .tooManyRequests, type: Self.quotaExceeded, title: "Too many requests", detail: detail,
             policy: decision.policy.name, retryAfter: Self.wholeSeconds(wait + extra)
         )
-        problem.violatedPolicies = decision.states.compactMap { $0.retryAfter != nil ? $0.policy.name : nil }
-        problem.headers = Self.headers(for: decision)
+        let violated = decision.states.count { $0.retryAfter != nil }
+        if violated == 1, decision.states.first(where: { $0.retryAfter != nil })?.policy.name == decision.policy.name {
+            // The deciding policy alone (the usual refusal): its cached one-name array.
+            problem.violatedPolicies = Self.refusalText(decision.policy.name).violated
+        } else {
+            problem.violatedPolicies = decision.states.compactMap { $0.retryAfter != nil ? $0.policy.name : nil }
+        }
+        Self.appendHeaders(for: decision, to: &problem.headers)
         return problem
     }
 
@@ -36,42 +54,79 @@ extension Admission {
     /// its slot in Unix seconds on the limiter's clock.
     static func headers(for decision: Decision, slot: Bool = true) -> HTTPFields {
         var fields = HTTPFields()
-        // Built by appending (one string per field): this runs on every answer.
-        let pk = decision.key.isEmpty ? "" : partitionKeyParameter(decision.key)
-        var policy = "", state = ""
-        policy.reserveCapacity(decision.states.count * (40 + pk.utf8.count))
+        appendHeaders(for: decision, slot: slot, to: &fields)
+        return fields
+    }
+
+    /// ``headers(for:slot:)`` added to `fields` in place (an answer's own fields: no second
+    /// `HTTPFields` to build and copy over).
+    static func appendHeaders(for decision: Decision, slot: Bool = true, to fields: inout HTTPFields) {
+        fields.reserveCapacity(fields.count + 4)
+        let (pk, policyField) = keyTexts(decision)
+        // Built by appending (one string): this runs on every answer.
+        var state = ""
         state.reserveCapacity(decision.states.count * (40 + pk.utf8.count))
         for (index, entry) in decision.states.enumerated() {
-            if index > 0 {
-                policy += ", "
-                state += ", "
-            }
-            let name = entry.policy.name
-            policy += "\""
-            policy += name
-            policy += "\";q="
-            policy += String(entry.policy.burst)
-            policy += ";w="
-            policy += String(wholeSeconds(entry.policy.period, minimum: 1))
-            policy += pk
+            if index > 0 { state += ", " }
             state += "\""
-            state += name
+            state += entry.policy.name
             state += "\";r="
             state += String(entry.remaining)
             state += ";t="
             state += String(wholeSeconds(entry.resetAfter, minimum: 0))
             state += pk
         }
-        fields[.rateLimitPolicy] = policy
-        fields[.rateLimit] = state
-        if decision.origin == .degraded { fields[.sluiceDegraded] = "local" }
+        fields.append(HTTPField(name: .rateLimitPolicy, value: policyField))
+        fields.append(HTTPField(name: .rateLimit, value: state))
+        if decision.origin == .degraded { fields.append(HTTPField(name: .sluiceDegraded, value: "local")) }
         if slot, decision.isAllowed, decision.decidedAt > 0 {
             // The admitted request's slot on the limiter's clock (Redis' TIME), to the µs: lets a
             // load test check admissions against the policy exactly, whatever the network jitter.
             let slot = decision.slotTime
-            fields[.sluiceSlot] = String(slot / 1_000_000) + "." + String(slot % 1_000_000).leftPadded(to: 6)
+            fields.append(HTTPField(name: .sluiceSlot, value: String(slot / 1_000_000) + "." + String(slot % 1_000_000).leftPadded(to: 6)))
         }
-        return fields
+    }
+
+    /// `RateLimit-Policy` of `states`: `"default";q=20;w=1<pk>, …`.
+    private static func policyField(_ states: [Decision.PolicyState], pk: String) -> String {
+        var field = ""
+        field.reserveCapacity(states.count * (40 + pk.utf8.count))
+        for (index, entry) in states.enumerated() {
+            if index > 0 { field += ", " }
+            field += "\""
+            field += entry.policy.name
+            field += "\";q="
+            field += String(entry.policy.burst)
+            field += ";w="
+            field += String(wholeSeconds(entry.policy.period, minimum: 1))
+            field += pk
+        }
+        return field
+    }
+
+    /// What every answer about one limiter key repeats, made once: its `pk` parameter, and its
+    /// `RateLimit-Policy` value for the policies it was last made for.
+    private struct KeyTexts {
+        var partitionKey: String
+        var policies: [Policy] = []
+        var policyField = ""
+    }
+
+    /// Limiter keys seen last: computing the partition key's digest on every answer cost 3 % of a
+    /// predict's CPU in `perf`.
+    private static let keyTexts = Mutex(LRUCache<String, KeyTexts>(capacity: 4096))
+
+    /// The `pk` parameter and `RateLimit-Policy` value of `decision`, from ``keyTexts`` when known.
+    private static func keyTexts(_ decision: Decision) -> (pk: String, policyField: String) {
+        guard !decision.key.isEmpty else { return ("", policyField(decision.states, pk: "")) }
+        let known = keyTexts.withLock { $0.get(decision.key) }
+        if let known, known.policies.elementsEqual(decision.states, by: { $0 == $1.policy }) {
+            return (known.partitionKey, known.policyField)
+        }
+        let pk = known?.partitionKey ?? ";pk=:" + partitionKey(decision.key) + ":"
+        let texts = KeyTexts(partitionKey: pk, policies: decision.states.map(\.policy), policyField: policyField(decision.states, pk: pk))
+        keyTexts.withLock { $0.set(decision.key, texts) }
+        return (pk, texts.policyField)
     }
 
     /// The partition key of a limiter key, as a structured-field Byte Sequence's base64: the first
@@ -81,16 +136,13 @@ extension Admission {
         Data(SHA256.hash(data: Data("sluice-partition:\(key)".utf8)).prefix(9)).base64EncodedString()
     }
 
-    /// `;pk=:<partitionKey(key)>:`, remembered for the keys seen last (every answer carries it,
-    /// and computing its digest every time cost 3 % of a predict's CPU in `perf`).
+    /// `;pk=:<partitionKey(key)>:`, remembered with the key's other texts (``keyTexts``).
     static func partitionKeyParameter(_ key: String) -> String {
-        if let known = partitionKeys.withLock({ $0.get(key) }) { return known }
+        if let known = keyTexts.withLock({ $0.get(key) }) { return known.partitionKey }
         let parameter = ";pk=:" + partitionKey(key) + ":"
-        partitionKeys.withLock { $0.set(key, parameter) }
+        keyTexts.withLock { $0.set(key, KeyTexts(partitionKey: parameter)) }
         return parameter
     }
-
-    private static let partitionKeys = Mutex(LRUCache<String, String>(capacity: 4096))
 
     /// Rounded up, and never below `minimum` (`Retry-After: 0` would invite an immediate retry).
     static func wholeSeconds(_ duration: Duration, minimum: Int = 1) -> Int {
