@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A map of at most `capacity` entries that forgets the least recently used one when full.
 ///
 /// Every operation is O(1): a dictionary finds a node, and the nodes form a doubly linked list
@@ -114,4 +116,18 @@ public struct LRUCache<Key: Hashable, Value> {
         newest = slot
         if oldest < 0 { oldest = slot }
     }
+}
+
+/// An ``LRUCache`` behind a lock, shared by every task that holds it: for values made once and
+/// asked for on every request (texts of a key's answers, its Redis key names).
+public final class SharedLRUCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private let cache: Mutex<LRUCache<Key, Value>>
+
+    public init(capacity: Int) {
+        cache = Mutex(LRUCache(capacity: capacity))
+    }
+
+    public func get(_ key: Key) -> Value? { cache.withLock { $0.get(key) } }
+
+    public func set(_ key: Key, _ value: Value) { cache.withLock { $0.set(key, value) } }
 }

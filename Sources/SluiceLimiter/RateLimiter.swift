@@ -1,6 +1,5 @@
 import SluiceCore
 import SluiceRedis
-import Synchronization
 
 /// Exact, global GCRA rate limiting in Redis.
 ///
@@ -23,11 +22,11 @@ public struct RateLimiter: Sendable {
         self.client = client
         self.namespace = namespace
         self.localDenial = localDenial
-        self.keyNames = KeyNames()
     }
 
-    /// The limiter keys made lately (``limiterKeys(for:policies:)``), per limiter key.
-    private let keyNames: KeyNames
+    /// The limiter keys made lately (``limiterKeys(for:policies:)``), per limiter key; shared by
+    /// the copies of this limiter.
+    private let keyNames = SharedLRUCache<String, (policies: [String], keys: [String])>(capacity: 4096)
 
 
     /// Checks `cost` requests for `key` against every policy; admits and charges all of them, or none.
@@ -77,8 +76,8 @@ public struct RateLimiter: Sendable {
         _ = try await client.send(RedisCommand("DEL", policies.map { redisKey(for: key, policy: $0) }), failing: RateLimitError.self)
     }
 
-    /// The Redis keys of `policies` for `key`, made once per key and policy set (an LRU shared by
-    /// the copies of this limiter): a limiter call then builds no key strings of its own.
+    /// The Redis keys of `policies` for `key`, made once per key and policy set: a limiter call
+    /// then builds no key strings of its own.
     private func limiterKeys(for key: String, policies: [Policy]) -> [String] {
         let known = keyNames.get(key)
         if let known, known.policies.elementsEqual(policies, by: { $0 == $1.name }) { return known.keys }
@@ -187,13 +186,4 @@ public struct RateLimiter: Sendable {
             throw .redis(error)
         }
     }
-}
-
-/// The cache behind a reference, so that copies of a ``RateLimiter`` share it.
-private final class KeyNames: Sendable {
-    typealias Entry = (policies: [String], keys: [String])
-    private let cache = Mutex(LRUCache<String, Entry>(capacity: 4096))
-
-    func get(_ key: String) -> Entry? { cache.withLock { $0.get(key) } }
-    func set(_ key: String, _ entry: Entry) { cache.withLock { $0.set(key, entry) } }
 }

@@ -3,7 +3,6 @@ import Foundation
 import HTTPTypes
 import SluiceCore
 import SluiceLimiter
-import Synchronization
 
 /// How a decision reaches the client: the `429` problem, `Retry-After`, and the `RateLimit`
 /// headers of draft-ietf-httpapi-ratelimit-headers-10.
@@ -16,13 +15,13 @@ extension Admission {
     /// string and no array of its own for them. Policy names are few (a key has at most a handful,
     /// from one validated vocabulary per deployment); an LRU bounds them all the same.
     private static func refusalText(_ name: String) -> (detail: String, violated: [String]) {
-        if let known = refusalTexts.withLock({ $0.get(name) }) { return known }
+        if let known = refusalTexts.get(name) { return known }
         let text = (detail: "Rate limit '\(name)' exceeded; retry after the given time.", violated: [name])
-        refusalTexts.withLock { $0.set(name, text) }
+        refusalTexts.set(name, text)
         return text
     }
 
-    private static let refusalTexts = Mutex(LRUCache<String, (detail: String, violated: [String])>(capacity: 1024))
+    private static let refusalTexts = SharedLRUCache<String, (detail: String, violated: [String])>(capacity: 1024)
 
     /// A `429` for `decision`: `Retry-After` is the true wait rounded up, plus a uniform extra in
     /// [0, `jitter`] seconds (the key's `retry_after_jitter`) — never earlier than the true wait.
@@ -114,18 +113,18 @@ extension Admission {
 
     /// Limiter keys seen last: computing the partition key's digest on every answer cost 3 % of a
     /// predict's CPU in `perf`.
-    private static let keyTexts = Mutex(LRUCache<String, KeyTexts>(capacity: 4096))
+    private static let keyTexts = SharedLRUCache<String, KeyTexts>(capacity: 4096)
 
     /// The `pk` parameter and `RateLimit-Policy` value of `decision`, from ``keyTexts`` when known.
     private static func keyTexts(_ decision: Decision) -> (pk: String, policyField: String) {
         guard !decision.key.isEmpty else { return ("", policyField(decision.states, pk: "")) }
-        let known = keyTexts.withLock { $0.get(decision.key) }
+        let known = keyTexts.get(decision.key)
         if let known, known.policies.elementsEqual(decision.states, by: { $0 == $1.policy }) {
             return (known.partitionKey, known.policyField)
         }
         let pk = known?.partitionKey ?? ";pk=:" + partitionKey(decision.key) + ":"
         let texts = KeyTexts(partitionKey: pk, policies: decision.states.map(\.policy), policyField: policyField(decision.states, pk: pk))
-        keyTexts.withLock { $0.set(decision.key, texts) }
+        keyTexts.set(decision.key, texts)
         return (pk, texts.policyField)
     }
 
@@ -138,9 +137,9 @@ extension Admission {
 
     /// `;pk=:<partitionKey(key)>:`, remembered with the key's other texts (``keyTexts``).
     static func partitionKeyParameter(_ key: String) -> String {
-        if let known = keyTexts.withLock({ $0.get(key) }) { return known.partitionKey }
+        if let known = keyTexts.get(key) { return known.partitionKey }
         let parameter = ";pk=:" + partitionKey(key) + ":"
-        keyTexts.withLock { $0.set(key, KeyTexts(partitionKey: parameter)) }
+        keyTexts.set(key, KeyTexts(partitionKey: parameter))
         return parameter
     }
 
