@@ -22,8 +22,6 @@ struct Admission: Sendable {
         case hold(Duration)
         /// It was queued as this job, to run at `slot` (µs on Redis' clock).
         case enqueue(JobID, slot: Int64)
-        /// Refuse it with this problem (401, 403, 429, 503, …).
-        case refused(Problem)
     }
 
     /// What a request is charged against.
@@ -51,7 +49,7 @@ struct Admission: Sendable {
     struct Admitted: Sendable {
         var record: KeyRecord
         var decision: Decision
-        /// `.now`, `.hold` or `.enqueue`: never `.refused` (that is thrown).
+        /// A refusal is thrown as its problem instead (401, 403, 429, 503, …).
         var verdict: Verdict
         /// `Preference-Applied`, when the client's `Prefer` decided the verdict.
         var preferenceApplied: String?
@@ -131,7 +129,6 @@ struct Admission: Sendable {
         do {
             guard permitted else { throw Problem.forbidden(missing: scopes.map(\.rawValue).sorted()) }
             let (verdict, applied) = try await verdict(for: decision, record: record, deferral: deferral, logger: context.logger)
-            if case .refused(let problem) = verdict { throw problem }
             var response = try await body(Admitted(record: record, decision: decision, verdict: verdict, preferenceApplied: applied))
             Self.appendHeaders(for: decision, to: &response.headers)
             return response
@@ -176,7 +173,7 @@ struct Admission: Sendable {
     }
 
     /// Queues the job at its reserved slot, unless the key already has `max_depth` jobs pending:
-    /// then a `429` (by the slot it would have had, at least one of its queued jobs has run).
+    /// then throws a `429` (by the slot it would have had, at least one of its queued jobs has run).
     private func enqueue(_ job: PredictionJob, record: KeyRecord, decision: Decision, logger: Logger) async throws -> Verdict {
         let id = JobID.generate()
         let maxDepth = record.plan.effectiveMaxDepth
@@ -187,7 +184,7 @@ struct Admission: Sendable {
             var problem = rateLimited(decision, detail: "This key already has \(maxDepth) jobs queued (max_depth); retry after the given time.")
             problem.policy = "max_depth"
             problem.retryAfter = Self.wholeSeconds(decision.delay)
-            return .refused(problem)
+            throw problem
         }
         metrics.deferred(held: false)
         return .enqueue(id, slot: decision.slotTime)

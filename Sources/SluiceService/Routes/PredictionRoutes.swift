@@ -111,7 +111,7 @@ struct PredictionRoutes {
             let instances = try parsed.get().instances
             var response: Response
             switch admitted.verdict {
-            case .now, .refused:
+            case .now:
                 response = try prediction(instances, output: record.effectiveOutput)
             case .hold(let delay):
                 let started = ContinuousClock.now
