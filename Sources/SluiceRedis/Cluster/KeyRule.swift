@@ -25,7 +25,7 @@ struct KeyRule {
         case .all: return 1..<max(1, argumentCount)
         case .declared:
             guard argumentCount >= 3, let numberOfKeys, numberOfKeys >= 0 else { return 0..<0 }
-            return 3..<min(argumentCount, 3 + numberOfKeys)
+            return 3..<(3 + min(numberOfKeys, argumentCount - 3))
         }
     }
 
