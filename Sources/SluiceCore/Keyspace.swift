@@ -19,15 +19,7 @@ public enum Keyspace {
     public static let rateLimits = "sluice:rl"
     /// The state of one policy of one limiter key (an API key id, or `client-<address>`).
     public static func rateLimit(_ key: String, policy: String, namespace: String = rateLimits) -> String {
-        // Appended into one reserved string: built for every limiter call.
-        var name = ""
-        name.reserveCapacity(namespace.utf8.count + key.utf8.count + policy.utf8.count + 4)
-        name += namespace
-        name += ":{"
-        name += key
-        name += "}:"
-        name += policy
-        return name
+        "\(namespace):{\(key)}:\(policy)"
     }
     /// `max_in_flight`: the leases of one key's requests in flight (a sorted set by deadline).
     public static func inFlight(_ key: String) -> String { "sluice:inflight:{\(key)}" }

@@ -92,7 +92,7 @@ public struct KeyPlan: Sendable, Codable, Equatable {
 
     /// The `shadow` policies: tried on the traffic the enforced ones admit, never deciding.
     public var shadowPolicies: [Policy] {
-        policies.contains { $0.mode == .shadow } ? policies.filter { $0.mode == .shadow } : []
+        policies.filter { $0.mode == .shadow }
     }
 
     enum CodingKeys: String, CodingKey {

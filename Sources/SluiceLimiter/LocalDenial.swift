@@ -99,36 +99,23 @@ public final class LocalDenial: Sendable {
     /// Learns the TAT bounds of `decision`, a reply from Redis to a call sent at `sentAt`.
     func record(key: String, decision: Decision, sentAt: ContinuousClock.Instant, epoch: Int) {
         guard decision.origin == .redis, decision.decidedAt > 0 else { return }
-        // The usual case, a later reply about a key already known: its bounds updated in place.
-        let updated = entries.withLock { cache in
-            cache.update(key) { known in
+        entries.withLock { cache in
+            // A later reply about a known key: merged in place, newest wins per policy (the bounds
+            // of its other policy sets, e.g. its job-status policy, are kept). The older bounds'
+            // mapping is replaced by a later one: still an upper bound on Redis' clock for them,
+            // as any reply's is.
+            let merged = cache.update(key) { known in
                 guard known.sentAt <= sentAt, known.epoch == epoch else { return false }
                 for state in decision.states { known.tats[state.policy.name] = (state.policy, state.tat) }
                 known.redisTime = decision.decidedAt
                 known.sentAt = sentAt
                 return true
             }
-        }
-        if updated { return }
-        var tats: [String: (policy: Policy, tat: Int64)] = [:]
-        tats.reserveCapacity(decision.states.count)
-        for state in decision.states {
-            tats[state.policy.name] = (state.policy, state.tat)
-        }
-        let bounds = Bounds(tats: tats, redisTime: decision.decidedAt, sentAt: sentAt, epoch: epoch)
-        entries.withLock { cache in
-            // Keep bounds of other policy sets of the same key (a key's own policies, its
-            // job-status policy): merge, newest wins per policy.
-            if var known = cache.get(key), known.sentAt <= sentAt, known.epoch == epoch {
-                for (name, bound) in tats { known.tats[name] = bound }
-                known.redisTime = bounds.redisTime
-                known.sentAt = sentAt
-                // The older bounds' mapping is replaced by a later one: still an upper bound on
-                // Redis' clock for them, as any reply's is.
-                cache.set(key, known)
-            } else {
-                cache.set(key, bounds)
-            }
+            guard !merged else { return }
+            var tats: [String: (policy: Policy, tat: Int64)] = [:]
+            tats.reserveCapacity(decision.states.count)
+            for state in decision.states { tats[state.policy.name] = (state.policy, state.tat) }
+            cache.set(key, Bounds(tats: tats, redisTime: decision.decidedAt, sentAt: sentAt, epoch: epoch))
         }
     }
 

@@ -28,7 +28,6 @@ public struct RateLimiter: Sendable {
     /// the copies of this limiter.
     private let keyNames = SharedLRUCache<String, (policies: [String], keys: [String])>(capacity: 4096)
 
-
     /// Checks `cost` requests for `key` against every policy; admits and charges all of them, or none.
     ///
     /// A cost of 0 inspects the state without changing it. With a `horizon`, a request that would

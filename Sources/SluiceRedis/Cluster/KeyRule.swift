@@ -45,43 +45,44 @@ extension RedisCommand {
         result.reserveCapacity(keyCount)
         var index = keyOffset
         for _ in 0..<keyCount {
-            guard index < encoded.endIndex, encoded[index] == UInt8(ascii: "$") else { break }
-            index += 1
-            var length = 0
-            while index < encoded.endIndex, encoded[index] != 13 {
-                length = length * 10 + Int(encoded[index] - 48)
-                index += 1
-            }
-            index += 2  // \r\n
-            guard index + length <= encoded.endIndex else { break }
-            result.append(encoded[index..<(index + length)])
-            index += length + 2
+            guard let key = argument(at: &index) else { break }
+            result.append(key)
         }
         return result
     }
 
     /// The command's arguments (name first), decoded from its RESP encoding.
     var arguments: [ArraySlice<UInt8>] {
+        guard encoded.first == UInt8(ascii: "*") else { return [] }
+        var index = encoded.startIndex + 1
+        let count = number(at: &index)
         var result: [ArraySlice<UInt8>] = []
-        var index = encoded.startIndex
-        func number(after marker: UInt8) -> Int? {
-            guard index < encoded.endIndex, encoded[index] == marker else { return nil }
-            var value = 0
-            index += 1
-            while index < encoded.endIndex, encoded[index] != 13 {
-                value = value * 10 + Int(encoded[index] - 48)
-                index += 1
-            }
-            index += 2  // \r\n
-            return value
-        }
-        guard let count = number(after: UInt8(ascii: "*")) else { return [] }
         for _ in 0..<count {
-            guard let length = number(after: UInt8(ascii: "$")), index + length <= encoded.endIndex else { return result }
-            result.append(encoded[index..<(index + length)])
-            index += length + 2
+            guard let argument = argument(at: &index) else { break }
+            result.append(argument)
         }
         return result
+    }
+
+    /// The bulk string whose `$<len>` line starts at `index`, which is moved past it.
+    private func argument(at index: inout Int) -> ArraySlice<UInt8>? {
+        guard index < encoded.endIndex, encoded[index] == UInt8(ascii: "$") else { return nil }
+        index += 1
+        let length = number(at: &index)
+        guard index + length <= encoded.endIndex else { return nil }
+        defer { index += length + 2 }  // the bytes and \r\n
+        return encoded[index..<(index + length)]
+    }
+
+    /// The decimal number up to the `\r\n` at `index`, which is moved past them.
+    private func number(at index: inout Int) -> Int {
+        var value = 0
+        while index < encoded.endIndex, encoded[index] != 13 {
+            value = value * 10 + Int(encoded[index] - 48)
+            index += 1
+        }
+        index += 2
+        return value
     }
 
     /// Commands that may be sent again after a lost connection: they change nothing.
