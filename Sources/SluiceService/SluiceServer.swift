@@ -19,9 +19,12 @@ public struct SluiceServer: Sendable {
     let configuration: ServiceConfiguration
     let logger: Logger
     let redis: RedisClient
-    let admission: Admission
-    let models: ModelHolder
     let metrics: ServiceMetrics
+    let keys: KeyStore
+    let authenticator: KeyAuthenticator
+    let limits: AdmissionLimits
+    let jobs: PartitionedJobQueue
+    let models: ModelHolder
 
     public init(configuration: ServiceConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -30,13 +33,11 @@ public struct SluiceServer: Sendable {
         self.redis = redis
         let metrics = ServiceMetrics(redis: redis)
         self.metrics = metrics
-        self.admission = Admission(
-            authenticator: KeyAuthenticator(
-                store: KeyStore(client: redis), bootstrapAdminKey: configuration.adminKey, cacheLifetime: configuration.keyCacheLifetime),
+        keys = KeyStore(client: redis)
+        authenticator = KeyAuthenticator(store: keys, bootstrapAdminKey: configuration.adminKey, cacheLifetime: configuration.keyCacheLifetime)
+        limits = AdmissionLimits(
             limiter: RateLimiter(
                 client: redis, localDenial: configuration.localDenyEntries > 0 ? LocalDenial(capacity: configuration.localDenyEntries) : nil),
-            trustedProxies: configuration.trustedProxies,
-            metrics: metrics,
             failedAuthPolicy: configuration.failedAuthPolicy,
             trainingPolicy: configuration.trainingPolicy,
             breaker: CircuitBreaker { state in
@@ -46,11 +47,16 @@ public struct SluiceServer: Sendable {
             degraded: DegradedLimiter(),
             heartbeat: ReplicaHeartbeat(id: Self.replicaID),
             concurrency: ConcurrencyLimiter(client: redis),
-            inFlightLease: configuration.inFlightLease,
-            jobs: PartitionedJobQueue(client: redis)
+            inFlightLease: configuration.inFlightLease
         )
-        self.models = ModelHolder(
+        jobs = PartitionedJobQueue(client: redis)
+        models = ModelHolder(
             registry: ModelRegistry(client: redis, signer: configuration.signer), logger: logger, onEvent: metrics.process.record)
+    }
+
+    /// What every route admits its requests with.
+    var admission: Admission {
+        Admission(authenticator: authenticator, trustedProxies: configuration.trustedProxies, limits: limits, metrics: metrics)
     }
 
     /// Host, pid and a random part: names this process in Redis (model bootstrap, heartbeats).
@@ -63,16 +69,21 @@ public struct SluiceServer: Sendable {
         // A server span per request, continuing an incoming `traceparent`.
         if configuration.tracing != nil { router.add(middleware: TracingMiddleware()) }
         router.add(middleware: RequestLogMiddleware(metrics: metrics))
-        router.addRoutes(OperationalRoutes(admission: admission, redis: redis, models: models, metrics: metrics).collection)
+        let admission = admission
         router.addRoutes(
-            PredictionRoutes(admission: admission, models: models, idempotency: IdempotencyStore(client: redis), metrics: metrics).collection)
+            OperationalRoutes(
+                admission: admission, redis: redis, breaker: limits.breaker, authenticator: authenticator, models: models, metrics: metrics
+            ).collection)
+        router.addRoutes(
+            PredictionRoutes(admission: admission, models: models, idempotency: IdempotencyStore(client: redis), jobs: jobs, metrics: metrics)
+                .collection)
         router.addRoutes(
             ModelRoutes(
                 admission: admission, models: models, training: TrainingSlot(), activationGate: configuration.activationGate,
                 retention: configuration.modelRetention, metrics: metrics
             ).collection)
-        router.addRoutes(KeyRoutes(admission: admission, keys: admission.authenticator.store, metrics: metrics).collection)
-        router.addRoutes(JobRoutes(admission: admission, jobs: admission.jobs, metrics: metrics).collection)
+        router.addRoutes(KeyRoutes(admission: admission, keys: keys, authenticator: authenticator, metrics: metrics).collection)
+        router.addRoutes(JobRoutes(admission: admission, jobs: jobs, metrics: metrics).collection)
         router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
         return router
     }
@@ -82,10 +93,9 @@ public struct SluiceServer: Sendable {
         (configuration.tracing.map { [$0] } ?? []) + [
             ModelService(models: models, owner: Self.replicaID, logger: logger),
             ChangeSubscriber(
-                redis: configuration.redis, authenticator: admission.authenticator, localDenial: admission.limiter.localDenial, models: models,
-                logger: logger),
-            HeartbeatService(heartbeat: admission.heartbeat, redis: redis, breaker: admission.breaker, logger: logger),
-            ChargeBackService(degraded: admission.degraded, limiter: admission.limiter, breaker: admission.breaker, logger: logger),
+                redis: configuration.redis, authenticator: authenticator, localDenial: limits.limiter.localDenial, models: models, logger: logger),
+            HeartbeatService(heartbeat: limits.heartbeat, redis: redis, breaker: limits.breaker, logger: logger),
+            ChargeBackService(degraded: limits.degraded, limiter: limits.limiter, breaker: limits.breaker, logger: logger),
             SecretWatcher(
                 secrets: reloadableSecrets, interval: configuration.secretsPollInterval, logger: logger,
                 onOutcome: { metrics.process.recordSecretReload(secret: $0, outcome: $1.rawValue) }),
@@ -99,7 +109,7 @@ public struct SluiceServer: Sendable {
         var secrets = redis.reloadableSecrets(from: source)
         if let signing = configuration.signer.reloadable(from: source) { secrets.append(signing) }
         if let file = source.file(of: "SLUICE_ADMIN_KEY") {
-            let authenticator = admission.authenticator
+            let authenticator = authenticator
             secrets.append(
                 ReloadableSecret(name: "SLUICE_ADMIN_KEY", files: [file]) { () throws(SecretReloadError) in
                     do throws(SecretError) {

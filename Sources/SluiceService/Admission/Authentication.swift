@@ -15,7 +15,7 @@ extension Admission {
         // Degraded mode: a key served while Redis fails, known to this replica, waits for no
         // Redis call. Every other key still asks Redis: with Redis Cluster the breaker may have
         // opened for one failed node while the others serve their keys as usual.
-        if breaker.isOpen, let record = authenticator.lastKnownRecord(presented) { return record }
+        if limits.breaker.isOpen, let record = authenticator.lastKnownRecord(presented) { return record }
         // An address the failed-authentication limiter is provably refusing gets no lookup of
         // an id that does not exist: its made-up keys cost no Redis call (neither a lookup nor
         // the limiter), while real keys from the same address (behind one NAT) still work.
@@ -25,25 +25,25 @@ extension Admission {
         var clientKey: String { "client-\(clientAddress(request, context: context))" }
         do {
             return try await authenticator.authenticate(presented) {
-                limiter.provenDenial(key: clientKey, policies: [failedAuthPolicy]) != nil
+                limits.limiter.provenDenial(key: clientKey, policies: [limits.failedAuthPolicy]) != nil
             }
         } catch {
             if case .unavailable(let cause) = error {
-                if cause.redisCause?.isUnavailable == true { breaker.recordFailure() }
+                if cause.redisCause?.isUnavailable == true { limits.breaker.recordFailure() }
                 if let record = authenticator.lastKnownRecord(presented) { return record }
                 throw Problem.storeFailure("key store", cause: cause, metrics: metrics, logger: context.logger)
             }
             metrics.authFailures.increment()
             let decision: Decision
             let client = clientKey
-            if let throttled = limiter.provenDenial(key: client, policies: [failedAuthPolicy]) {
+            if let throttled = limits.limiter.provenDenial(key: client, policies: [limits.failedAuthPolicy]) {
                 metrics.recordDecision(throttled, duration: .zero)
                 decision = throttled
             } else {
-                decision = try await decide(key: client, policies: [failedAuthPolicy], cost: 1, logger: context.logger)
+                decision = try await askLimiter(key: client, policies: [limits.failedAuthPolicy], cost: 1, logger: context.logger)
             }
             if !decision.isAllowed {
-                throw rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
+                throw Self.rateLimited(decision, detail: "Too many failed authentication attempts from this address.")
             }
             var problem = Problem.unauthorized(error.description, invalidToken: presented != nil)
             // Not Sluice-Slot: Redis' clock to the µs is nothing to hand an unauthenticated client.

@@ -9,17 +9,32 @@ import SluiceLimiter
 /// May they now: the limiter's decision — from Redis, proven locally from earlier replies, or
 /// (degraded mode) the replica's own — plus `max_in_flight` leases and shadow policies.
 extension Admission {
+    /// Charges the request as `charge` says; a refusal is thrown as its problem.
+    func charge(_ record: KeyRecord, _ charge: Charge, horizon: Duration, logger: Logger) async throws -> Decision {
+        switch charge {
+        case .key(let cost):
+            let decision = try await chargeKey(record, policies: record.plan.limiterPolicies, cost: cost, horizon: horizon, logger: logger)
+            await tryShadowPolicies(record, cost: cost, logger: logger)
+            return decision
+        case .jobStatus:
+            return try await chargeKey(record, policies: [Self.jobStatusPolicy], cost: 1, horizon: .zero, logger: logger)
+        case .training:
+            return try await chargeKey(
+                record, policies: record.plan.limiterPolicies + [limits.trainingPolicy], cost: 1, horizon: .zero, logger: logger)
+        }
+    }
+
     /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when
     /// one comes within `horizon`; a denial is a `429` with `Retry-After`.
-    func admit(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration, logger: Logger) async throws -> Decision {
+    func chargeKey(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration, logger: Logger) async throws -> Decision {
         let decision: Decision
-        if breaker.isOpen, record.servedWhenRedisFails {
-            decision = try decideLocally(record, policies: policies, cost: cost, horizon: horizon)
+        if limits.breaker.isOpen, record.servedWhenRedisFails {
+            decision = try decideDegraded(record, policies: policies, cost: cost, horizon: horizon)
         } else {
             do {
-                decision = try await decide(key: record.id, policies: policies, cost: cost, horizon: horizon, logger: logger)
+                decision = try await askLimiter(key: record.id, policies: policies, cost: cost, horizon: horizon, logger: logger)
             } catch let problem as Problem where problem.status == .serviceUnavailable && record.servedWhenRedisFails {
-                decision = try decideLocally(record, policies: policies, cost: cost, horizon: horizon)
+                decision = try decideDegraded(record, policies: policies, cost: cost, horizon: horizon)
             }
         }
         guard decision.isAllowed else {
@@ -30,7 +45,7 @@ extension Admission {
                 problem.headers = Self.headers(for: decision)
                 throw problem
             }
-            throw rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.retryAfterJitter ?? 0)
+            throw Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.retryAfterJitter ?? 0)
         }
         return decision
     }
@@ -42,13 +57,13 @@ extension Admission {
     /// whose `RateLimit` fields use the draft's `concurrency` quota unit. `nil` when the key has
     /// no such limit, or Redis is unreachable for a key served in degraded mode (no leases then).
     func takeLease(_ record: KeyRecord, logger: Logger) async throws -> ConcurrencyLimiter.Lease? {
-        guard let limit = record.plan.maxInFlight, !(breaker.isOpen && record.servedWhenRedisFails) else { return nil }
-        let timeout = inFlightLease + (record.plan.overflow == .delay ? .milliseconds(Int64(record.plan.effectiveMaxDelay * 1000)) : .zero)
+        guard let limit = record.plan.maxInFlight, !(limits.breaker.isOpen && record.servedWhenRedisFails) else { return nil }
+        let timeout = limits.inFlightLease + (record.plan.overflow == .delay ? .milliseconds(Int64(record.plan.effectiveMaxDelay * 1000)) : .zero)
         let outcome: ConcurrencyLimiter.Outcome
         do {
-            outcome = try await concurrency.acquire(key: record.id, limit: limit, timeout: timeout)
+            outcome = try await limits.concurrency.acquire(key: record.id, limit: limit, timeout: timeout)
         } catch {
-            if case .redis(let cause) = error, cause.isUnavailable { breaker.recordFailure() }
+            if case .redis(let cause) = error, cause.isUnavailable { limits.breaker.recordFailure() }
             if record.servedWhenRedisFails { return nil }
             throw Problem.storeFailure("concurrency limiter", cause: error, metrics: metrics, logger: logger)
         }
@@ -71,7 +86,7 @@ extension Admission {
     /// Gives a lease back once the answer is ready, whatever happens to the request's task.
     func returnLease(_ lease: ConcurrencyLimiter.Lease?) {
         guard let lease else { return }
-        let concurrency = concurrency
+        let concurrency = limits.concurrency
         Task.detached { await concurrency.release(lease) }
     }
 
@@ -80,9 +95,9 @@ extension Admission {
     /// changes the answer; a failure to ask Redis is ignored.
     func tryShadowPolicies(_ record: KeyRecord, cost: Int, logger: Logger) async {
         let shadow = record.plan.shadowPolicies
-        guard !shadow.isEmpty, !breaker.isOpen else { return }
+        guard !shadow.isEmpty, !limits.breaker.isOpen else { return }
         do {
-            let decision = try await limiter.check(key: record.id, policies: shadow, cost: cost)
+            let decision = try await limits.limiter.check(key: record.id, policies: shadow, cost: cost)
             guard !decision.isAllowed else { return }
             for state in decision.states where state.retryAfter != nil || cost > state.policy.burst {
                 metrics.recordShadowDenial(policy: state.policy.name)
@@ -97,23 +112,23 @@ extension Admission {
     /// Redis would refuse even a cost of 1 beyond the key's horizon: a larger cost only waits
     /// longer. Lets a flood be refused before its body is read or parsed. `nil` when unproven.
     func provenRefusal(_ record: KeyRecord) -> Problem? {
-        guard !(breaker.isOpen && record.servedWhenRedisFails),
-            let decision = limiter.provenDenial(key: record.id, policies: record.plan.limiterPolicies, cost: 1, horizon: record.plan.deferralHorizon),
+        guard !(limits.breaker.isOpen && record.servedWhenRedisFails),
+            let decision = limits.limiter.provenDenial(key: record.id, policies: record.plan.limiterPolicies, cost: 1, horizon: record.plan.deferralHorizon),
             decision.retryAfter != nil
         else { return nil }
         metrics.recordDecision(decision, duration: .zero)
-        return rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.retryAfterJitter ?? 0)
+        return Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.retryAfterJitter ?? 0)
     }
 
     /// Degraded mode: the replica's own limiter at its share of the key's limits. `queue` keys
     /// cannot queue (the queue lives in Redis): what would be queued is a `503`.
-    private func decideLocally(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration) throws -> Decision {
+    private func decideDegraded(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration) throws -> Decision {
         guard record.servedWhenRedisFails else {
             throw Problem.unavailable("Redis is unreachable; only keys with \"on_redis_failure\": \"local\" are served.")
         }
         let queues = record.plan.overflow == .queue
-        let decision = degraded.check(
-            key: record.id, policies: policies, cost: cost, horizon: queues ? .zero : horizon, replicas: heartbeat.liveReplicas)
+        let decision = limits.degraded.check(
+            key: record.id, policies: policies, cost: cost, horizon: queues ? .zero : horizon, replicas: limits.heartbeat.liveReplicas)
         metrics.recordDecision(decision, duration: .zero)
         if queues, !decision.isAllowed, decision.retryAfter != nil {
             var problem = Problem.unavailable("Redis is unreachable: requests over this key's limit cannot be queued now.")
@@ -123,15 +138,15 @@ extension Admission {
         return decision
     }
 
-    func decide(key: String, policies: [Policy], cost: Int, horizon: Duration = .zero, logger: Logger) async throws -> Decision {
+    func askLimiter(key: String, policies: [Policy], cost: Int, horizon: Duration = .zero, logger: Logger) async throws -> Decision {
         let started = ContinuousClock.now
         do {
-            let decision = try await limiter.check(key: key, policies: policies, cost: cost, horizon: horizon)
-            if decision.origin == .redis { breaker.recordSuccess() }
+            let decision = try await limits.limiter.check(key: key, policies: policies, cost: cost, horizon: horizon)
+            if decision.origin == .redis { limits.breaker.recordSuccess() }
             metrics.recordDecision(decision, duration: ContinuousClock.now - started)
             return decision
         } catch {
-            if case .redis(let cause) = error, cause.isUnavailable { breaker.recordFailure() }
+            if case .redis(let cause) = error, cause.isUnavailable { limits.breaker.recordFailure() }
             // Fail-secure: nothing is served without a limiter decision.
             throw Problem.storeFailure("rate limiter", cause: error, metrics: metrics, logger: logger)
         }

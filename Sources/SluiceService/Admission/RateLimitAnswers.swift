@@ -25,7 +25,7 @@ extension Admission {
 
     /// A `429` for `decision`: `Retry-After` is the true wait rounded up, plus a uniform extra in
     /// [0, `jitter`] seconds (the key's `retry_after_jitter`) — never earlier than the true wait.
-    func rateLimited(_ decision: Decision, detail: String, jitter: Double = 0) -> Problem {
+    static func rateLimited(_ decision: Decision, detail: String, jitter: Double = 0) -> Problem {
         let wait = decision.retryAfter ?? .seconds(1)
         let extra: Duration = jitter > 0 ? .milliseconds(Int64(Double.random(in: 0...jitter) * 1000)) : .zero
         var problem = Problem(

@@ -15,7 +15,7 @@ struct JobRoutes {
     var collection: RouteCollection<SluiceRequestContext> {
         let routes = RouteCollection(context: SluiceRequestContext.self)
         routes.get("/v1/jobs/:id") { request, context in
-            try await admission.serve(request, context, scopes: [.predict], charge: .jobStatus) { admitted in
+            try await admission.admit(request, context, scopes: [.predict], charge: .jobStatus) { admitted in
                 guard let id = context.parameters.get("id").flatMap(JobID.init) else { throw Self.noSuchJob }
                 let job = try await Problem.storeCall("job queue", metrics: metrics, logger: context.logger) {
                     try await jobs.job(id, keyID: admitted.record.id)

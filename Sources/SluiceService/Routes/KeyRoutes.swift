@@ -9,12 +9,14 @@ import SluiceLimiter
 struct KeyRoutes {
     let admission: Admission
     let keys: KeyStore
+    /// Forgets this replica's cached copy of a changed key at once (others hear of it by pub/sub).
+    let authenticator: KeyAuthenticator
     let metrics: ServiceMetrics
 
     var collection: RouteCollection<SluiceRequestContext> {
         let router = RouteCollection(context: SluiceRequestContext.self)
         router.post("/v1/keys") { request, context in
-            try await admission.serve(request, context, scopes: [.admin]) { _ in
+            try await admission.admit(request, context, scopes: [.admin]) { _ in
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
                 guard request.mediaType == "application/json" else { throw Problem.unsupportedMediaType(["application/json"]) }
                 let spec = try KeySpec.decode(body)
@@ -27,29 +29,29 @@ struct KeyRoutes {
         }
 
         router.get("/v1/keys") { request, context in
-            try await admission.serve(request, context, scopes: [.admin]) { _ in
+            try await admission.admit(request, context, scopes: [.admin]) { _ in
                 try Response.json(["keys": try await storeCall(context) { try await keys.list() }.map { KeyView($0) }])
             }
         }
 
         router.get("/v1/keys/:id") { request, context in
-            try await admission.serve(request, context, scopes: [.admin]) { _ in
+            try await admission.admit(request, context, scopes: [.admin]) { _ in
                 try Response.json(KeyView(try await existing(context)))
             }
         }
 
         router.delete("/v1/keys/:id") { request, context in
-            try await admission.serve(request, context, scopes: [.admin]) { _ in
+            try await admission.admit(request, context, scopes: [.admin]) { _ in
                 let record = try await existing(context)
                 _ = try await storeCall(context) { try await keys.delete(record.id) }
-                admission.authenticator.invalidate(record.id)
+                authenticator.invalidate(record.id)
                 return Response(status: .noContent)
             }
         }
 
         /// New secret; the old one keeps working for `grace_period` seconds (default 0).
         router.post("/v1/keys/:id/rotate") { request, context in
-            try await admission.serve(request, context, scopes: [.admin]) { _ in
+            try await admission.admit(request, context, scopes: [.admin]) { _ in
                 var record = try await existing(context)
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
                 guard body.isEmpty || request.mediaType == "application/json" else { throw Problem.unsupportedMediaType(["application/json"]) }
@@ -65,14 +67,14 @@ struct KeyRoutes {
                 record.secrets = outgoing + [.init(hash: key.hash)]
                 // Deleted meanwhile: a key that would never work must not be handed out.
                 guard try await storeCall(context, { try await keys.update(record) }) else { throw Problem.notFound("No such key.") }
-                admission.authenticator.invalidate(record.id)
+                authenticator.invalidate(record.id)
                 return try Response.json(KeyView(record, key: key))
             }
         }
         /// Changes a key's settings (policies, quota, overflow, output, ...) in place: the id and
         /// secrets stay, and so does the limiter state of every policy whose name stays.
         router.patch("/v1/keys/:id") { request, context in
-            try await admission.serve(request, context, scopes: [.admin]) { _ in
+            try await admission.admit(request, context, scopes: [.admin]) { _ in
                 var record = try await existing(context)
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
                 guard ["application/json", "application/merge-patch+json"].contains(request.mediaType ?? "") else {
@@ -81,7 +83,7 @@ struct KeyRoutes {
                 let spec = try KeyPatchSpec.decode(body).applied(to: record)
                 record.apply(spec)
                 guard try await storeCall(context, { try await keys.update(record) }) else { throw Problem.notFound("No such key.") }
-                admission.authenticator.invalidate(record.id)
+                authenticator.invalidate(record.id)
                 return try Response.json(KeyView(record))
             }
         }

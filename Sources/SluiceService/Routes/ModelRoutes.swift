@@ -18,7 +18,7 @@ struct ModelRoutes {
     var collection: RouteCollection<SluiceRequestContext> {
         let router = RouteCollection(context: SluiceRequestContext.self)
         router.get("/v1/models") { request, context in
-            try await admission.serve(request, context, scopes: [.train, .admin]) { _ in
+            try await admission.admit(request, context, scopes: [.train, .admin]) { _ in
                 let active = try await registryCall(context) { try await models.registry.activeVersion() }
                 var summaries: [ModelSummaryView] = []
                 for version in try await registryCall(context, { try await models.registry.versions() }) {
@@ -45,7 +45,7 @@ struct ModelRoutes {
         }
 
         router.get("/v1/models/:version") { request, context in
-            try await admission.serve(request, context, scopes: [.train, .admin]) { _ in
+            try await admission.admit(request, context, scopes: [.train, .admin]) { _ in
                 let version = try Self.version(context)
                 let active = try await registryCall(context) { try await models.registry.activeVersion() }
                 let artifact = try await registryCall(context) { try await models.registry.load(version) }
@@ -54,13 +54,13 @@ struct ModelRoutes {
         }
 
         router.post("/v1/models") { request, context in
-            try await admission.serve(request, context, scopes: [.train], charge: .training) { admitted in
+            try await admission.admit(request, context, scopes: [.train], charge: .training) { admitted in
                 try await train(request, context, trainedBy: admitted.record.id)
             }
         }
 
         router.post("/v1/models/resign") { request, context in
-            try await admission.serve(request, context, scopes: [.admin]) { _ in
+            try await admission.admit(request, context, scopes: [.admin]) { _ in
                 let result = try await registryCall(context) { try await models.registry.resign() }
                 if !result.refused.isEmpty {
                     metrics.recordRefusedArtifact()
@@ -74,7 +74,7 @@ struct ModelRoutes {
         }
 
         router.post("/v1/models/:version/activate") { request, context in
-            try await admission.serve(request, context, scopes: [.admin]) { _ in
+            try await admission.admit(request, context, scopes: [.admin]) { _ in
                 let version = try Self.version(context)
                 try await registryCall(context) { try await models.registry.activate(version) }
                 await models.refresh()

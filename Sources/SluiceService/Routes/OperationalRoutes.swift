@@ -1,4 +1,6 @@
 import Hummingbird
+import SluiceAuth
+import SluiceLimiter
 import SluiceModel
 import SluiceRedis
 
@@ -7,6 +9,9 @@ struct OperationalRoutes {
     let admission: Admission
     /// Readiness asks Redis whether it answers.
     let redis: any RedisCommands
+    /// Degraded mode (open) is still ready for a replica that knows keys it serves then.
+    let breaker: CircuitBreaker
+    let authenticator: KeyAuthenticator
     let models: ModelHolder
     let metrics: ServiceMetrics
 
@@ -24,7 +29,7 @@ struct OperationalRoutes {
         }
 
         router.get("/metrics") { request, context in
-            try await admission.serve(request, context, scopes: [.metrics]) { _ in
+            try await admission.admit(request, context, scopes: [.metrics]) { _ in
                 Response(
                     status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition())))
@@ -38,7 +43,7 @@ struct OperationalRoutes {
         // on_redis_failure=local: it serves them, and every replica shares the same Redis, so
         // another would do no better. The body and Sluice-Degraded say so, for load-balancer
         // checks that want only fully healthy replicas (HAProxy: `http-check expect string`).
-        if admission.breaker.isOpen, admission.authenticator.knowsKeysServedWhenRedisFails, let model = models.current {
+        if breaker.isOpen, authenticator.knowsKeysServedWhenRedisFails, let model = models.current {
             var response = try Response.json(ReadinessView(status: "degraded", model_version: model.version))
             response.headers[.sluiceDegraded] = "local"
             return response

@@ -2,7 +2,9 @@ import Foundation
 import Hummingbird
 import SluiceAuth
 import SluiceCore
+import SluiceLimiter
 import SluiceModel
+import SluiceQueue
 import Tracing
 
 /// `POST /v1/predict`: predictions now, after a hold, or through the queue, as admission decides;
@@ -11,6 +13,8 @@ struct PredictionRoutes {
     let admission: Admission
     let models: ModelHolder
     let idempotency: IdempotencyStore
+    /// Where `queue` verdicts go (bounded by the key's `max_depth`).
+    let jobs: PartitionedJobQueue
     let metrics: ServiceMetrics
 
     var collection: RouteCollection<SluiceRequestContext> {
@@ -21,19 +25,15 @@ struct PredictionRoutes {
         return routes
     }
 
-    /// Authenticates first (an anonymous caller, or a key provably over its limit, costs no read
-    /// and no parse of its body), validates (no Redis involved), then — unless an
-    /// `Idempotency-Key` names an earlier answer — admits and serves it (``serve(_:_:record:parsed:)``).
+    /// Screens first (an anonymous caller, or a key provably over its limit, costs no read and
+    /// no parse of its body), validates (no Redis involved), then — unless an `Idempotency-Key`
+    /// names an earlier answer — admits and serves it (``serve(_:_:record:parsed:)``): two
+    /// crossings into ``Admission``.
     private func predict(_ request: Request, _ context: SluiceRequestContext) async throws -> Response {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
-        let record = try await admission.authenticate(request, context: context)
         // A key provably over its limit is refused before its body is read: the answer Redis
         // would give to any cost (an Idempotency-Key may name an earlier answer: not then).
-        if request.headers[.idempotencyKey] == nil, let refusal = admission.provenRefusal(record) {
-            RequestFacts.record(keyID: record.id)
-            RequestFacts.record(decision: "denied")
-            throw refusal
-        }
+        let record = try await admission.screen(request, context, refusingProvenOverLimit: request.headers[.idempotencyKey] == nil)
         var body: [UInt8] = []
         let parsed: Result<PredictionInput, Problem>
         if request.mediaType != "application/json" {
@@ -62,7 +62,7 @@ struct PredictionRoutes {
             throw Problem.idempotencyKeyReused
         case .replay(let answer):
             // Replaying costs what polling a job does, apart from the key's own limits.
-            return try await admission.serve(request, context, scopes: [.predict], charge: .jobStatus, authenticated: record) { _ in
+            return try await admission.admit(request, context, scopes: [.predict], charge: .jobStatus, screened: record) { _ in
                 var response = answer.response
                 response.headers[.idempotentReplayed] = "true"
                 return response
@@ -102,11 +102,8 @@ struct PredictionRoutes {
         _ request: Request, _ context: SluiceRequestContext, record: KeyRecord, parsed: Result<PredictionInput, Problem>
     ) async throws -> Response {
         let input = try? parsed.get()
-        let deferral = input.map {
-            Admission.Deferral(job: PredictionJob(rows: $0.instances, output: record.effectiveOutput), headers: request.headers)
-        }
-        return try await admission.serve(
-            request, context, scopes: [.predict], charge: .key(cost: input?.instances.count ?? 1), deferral: deferral, authenticated: record
+        return try await admission.admit(
+            request, context, scopes: [.predict], charge: .key(cost: input?.instances.count ?? 1), deferrable: input != nil, screened: record
         ) { admitted in
             let instances = try parsed.get().instances
             var response: Response
@@ -123,7 +120,8 @@ struct PredictionRoutes {
                 response = try prediction(instances, output: record.effectiveOutput)
                 response.headers[.sluiceDelay] = String(format: "%.3f", (ContinuousClock.now - started).seconds)
                 metrics.deferred(held: true)
-            case .enqueue(let id, let slot):
+            case .queue(let slot):
+                let id = try await enqueue(PredictionJob(rows: instances, output: record.effectiveOutput), record: record, admitted.decision, context)
                 let location = "/v1/jobs/\(id)"
                 response = try Response.json(
                     QueuedJobView(id: id.rawValue, not_before: Date(microseconds: slot), location: location), status: .accepted)
@@ -133,6 +131,24 @@ struct PredictionRoutes {
             if let applied = admitted.preferenceApplied { response.headers[.preferenceApplied] = applied }
             return response
         }
+    }
+
+    /// Queues the job at its reserved slot, unless the key already has `max_depth` jobs pending:
+    /// then throws a `429` (by the slot it would have had, at least one of its queued jobs has run).
+    private func enqueue(_ job: PredictionJob, record: KeyRecord, _ decision: Decision, _ context: SluiceRequestContext) async throws -> JobID {
+        let id = JobID.generate()
+        let maxDepth = record.plan.effectiveMaxDepth
+        let depth = try await Problem.storeCall("job queue", metrics: metrics, logger: context.logger) {
+            try await jobs.enqueue(id, keyID: record.id, input: job.joiningCurrentTrace().encoded(), notBefore: decision.slotTime, maxDepth: maxDepth)
+        }
+        guard depth != nil else {
+            var problem = Admission.rateLimited(decision, detail: "This key already has \(maxDepth) jobs queued (max_depth); retry after the given time.")
+            problem.policy = "max_depth"
+            problem.retryAfter = Admission.wholeSeconds(decision.delay)
+            throw problem
+        }
+        metrics.deferred(held: false)
+        return id
     }
 
     private func prediction(_ instances: [[Double]], output: PredictionOutput) throws -> Response {
