@@ -192,7 +192,9 @@ let package = Package(
         // The whole system: scripts/cluster, HAProxy, Redis ACLs, sluice loadtest, deployment files.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SluiceAuth", "SluiceQueue", "SluiceRedis", "SluiceTestSupport", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "SluiceAuth", "SluiceLimiter", "SluiceQueue", "SluiceRedis", "SluiceTestSupport", .product(name: "Yams", package: "Yams"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

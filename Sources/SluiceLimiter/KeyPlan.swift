@@ -1,10 +1,11 @@
 /// A key's plan: how much it may do and what happens beyond that — its policies, daily quota,
 /// overflow mode with its bounds, `max_in_flight`, `retry_after_jitter` and `on_redis_failure`.
 /// One value in the limiter's own terms; the key's record (in `SluiceAuth`) carries it without
-/// interpreting it. Coded as the flat snake_case fields of a key record.
+/// interpreting it. Coded as the flat snake_case fields of a key record; each field is declared
+/// once, with its default, bounds and rule, in ``KeySetting``.
 public struct KeyPlan: Sendable, Codable, Equatable {
     /// What happens to a request over the key's limit.
-    public enum Overflow: String, Sendable, Codable {
+    public enum Overflow: String, Sendable, Codable, CaseIterable {
         /// `429 Too Many Requests` with `Retry-After`.
         case reject
         /// The replica holds the request until its slot (at most ``KeyPlan/maxDelay``), then serves it.
@@ -15,7 +16,7 @@ public struct KeyPlan: Sendable, Codable, Equatable {
     }
 
     /// What the key's requests get while Redis is unreachable (`on_redis_failure`).
-    public enum RedisFailureMode: String, Sendable, Codable {
+    public enum RedisFailureMode: String, Sendable, Codable, CaseIterable {
         /// `503 Service Unavailable`, as for every key by default (fail-secure).
         case closed
         /// Served by the replica's own limiter at its share of the key's limits (degraded
@@ -26,19 +27,17 @@ public struct KeyPlan: Sendable, Codable, Equatable {
     public var policies: [Policy]
     public var quotaPerDay: Int?
     public var overflow: Overflow
-    /// `max_delay`: the longest a `delay` key's request is held, in seconds (default 1).
+    /// ``KeySetting/maxDelay``.
     public var maxDelay: Double?
-    /// `max_queue_delay`: the furthest slot a job may be queued for, in seconds (default 60).
+    /// ``KeySetting/maxQueueDelay``.
     public var maxQueueDelay: Double?
-    /// `max_depth`: the most jobs pending for this key at once (default 1000).
+    /// ``KeySetting/maxDepth``.
     public var maxDepth: Int?
-    /// `retry_after_jitter`: seconds (0-60, default 0) of uniform random extra added to this key's
-    /// `Retry-After`, so that clients refused together do not all come back at once.
+    /// ``KeySetting/retryAfterJitter``: spreads the retries of clients refused together.
     public var retryAfterJitter: Double?
-    /// `max_in_flight`: the most requests of this key served at once across all replicas
-    /// (default: no limit).
+    /// ``KeySetting/maxInFlight``.
     public var maxInFlight: Int?
-    /// `on_redis_failure` (default `closed`).
+    /// ``KeySetting/onRedisFailure``.
     public var onRedisFailure: RedisFailureMode?
 
     public init(
@@ -59,9 +58,9 @@ public struct KeyPlan: Sendable, Codable, Equatable {
 
     /// 10 requests per second with bursts of 20.
     public static let defaultPolicy = Policy(name: "default", rate: 10, period: .seconds(1), burst: 20)
-    public static let defaultMaxDelay = 1.0
-    public static let defaultMaxQueueDelay = 60.0
-    public static let defaultMaxDepth = 1000
+    public static let defaultMaxDelay = KeySetting.maxDelay.defaultNumber
+    public static let defaultMaxQueueDelay = KeySetting.maxQueueDelay.defaultNumber
+    public static let defaultMaxDepth = Int(KeySetting.maxDepth.defaultNumber)
 
     /// The longest a request is held (`delay`) in seconds: ``maxDelay`` or its default.
     public var effectiveMaxDelay: Double { maxDelay ?? Self.defaultMaxDelay }
@@ -69,6 +68,10 @@ public struct KeyPlan: Sendable, Codable, Equatable {
     public var effectiveMaxQueueDelay: Double { maxQueueDelay ?? Self.defaultMaxQueueDelay }
     /// The most jobs pending at once: ``maxDepth`` or its default.
     public var effectiveMaxDepth: Int { maxDepth ?? Self.defaultMaxDepth }
+    /// ``retryAfterJitter`` or its default (none).
+    public var effectiveRetryAfterJitter: Double { retryAfterJitter ?? KeySetting.retryAfterJitter.defaultNumber }
+    /// ``onRedisFailure`` or its default (`closed`: fail-secure).
+    public var effectiveOnRedisFailure: RedisFailureMode { onRedisFailure ?? .closed }
 
     /// How far ahead a request over the limit may be reserved instead of refused: zero for
     /// `reject`, `max_delay` for `delay`, `max_queue_delay` for `queue`.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluiceLimiter
 
 /// `sluice keys`: manage API keys through the admin API (no curl, no pasted JSON).
 struct KeysCommand: AsyncParsableCommand {
@@ -21,31 +22,31 @@ struct KeysCommand: AsyncParsableCommand {
         @Option(name: .customLong("policy"), help: "A policy (repeatable): NAME:rate=R,period=SECONDS,burst=B (period default 1, burst default rate).")
         var policies: [String] = []
 
-        @Option(help: "Requests per rolling day.")
+        @Option(help: ArgumentHelp(KeySetting.quotaPerDay.help))
         var quotaPerDay: Int?
 
-        @Option(help: "reject, delay or queue.")
+        @Option(help: ArgumentHelp(KeySetting.overflow.help))
         var overflow: String?
 
-        @Option(help: "delay: seconds a request may be held.")
+        @Option(help: ArgumentHelp(KeySetting.maxDelay.help))
         var maxDelay: Double?
 
-        @Option(help: "queue: seconds ahead a slot may be queued.")
+        @Option(help: ArgumentHelp(KeySetting.maxQueueDelay.help))
         var maxQueueDelay: Double?
 
-        @Option(help: "delay or queue: jobs pending at once.")
+        @Option(help: ArgumentHelp(KeySetting.maxDepth.help))
         var maxDepth: Int?
 
         @Option(help: "probabilities, rounded or label.")
         var output: String?
 
-        @Option(help: "closed or local (predict-only keys): what the key gets while Redis is unreachable.")
+        @Option(help: ArgumentHelp(KeySetting.onRedisFailure.help))
         var onRedisFailure: String?
 
-        @Option(help: "Seconds (0-60) of random extra on Retry-After.")
+        @Option(help: ArgumentHelp(KeySetting.retryAfterJitter.help))
         var retryAfterJitter: Double?
 
-        @Option(help: "Requests of the key served at once across all replicas.")
+        @Option(help: ArgumentHelp(KeySetting.maxInFlight.help))
         var maxInFlight: Int?
 
         @Option(help: "RFC 3339 time the key stops working.")
@@ -57,15 +58,15 @@ struct KeysCommand: AsyncParsableCommand {
             if let name { fields["name"] = name }
             if !scopes.isEmpty { fields["scopes"] = scopes }
             if !policies.isEmpty { fields["policies"] = try policies.map { spec throws(AdminCommandError) in try Self.policy(spec) } }
-            if let quotaPerDay { fields["quota_per_day"] = quotaPerDay }
-            if let overflow { fields["overflow"] = overflow }
-            if let maxDelay { fields["max_delay"] = maxDelay }
-            if let maxQueueDelay { fields["max_queue_delay"] = maxQueueDelay }
-            if let maxDepth { fields["max_depth"] = maxDepth }
+            if let quotaPerDay { fields[KeySetting.quotaPerDay.field] = quotaPerDay }
+            if let overflow { fields[KeySetting.overflow.field] = overflow }
+            if let maxDelay { fields[KeySetting.maxDelay.field] = maxDelay }
+            if let maxQueueDelay { fields[KeySetting.maxQueueDelay.field] = maxQueueDelay }
+            if let maxDepth { fields[KeySetting.maxDepth.field] = maxDepth }
             if let output { fields["output"] = output }
-            if let onRedisFailure { fields["on_redis_failure"] = onRedisFailure }
-            if let retryAfterJitter { fields["retry_after_jitter"] = retryAfterJitter }
-            if let maxInFlight { fields["max_in_flight"] = maxInFlight }
+            if let onRedisFailure { fields[KeySetting.onRedisFailure.field] = onRedisFailure }
+            if let retryAfterJitter { fields[KeySetting.retryAfterJitter.field] = retryAfterJitter }
+            if let maxInFlight { fields[KeySetting.maxInFlight.field] = maxInFlight }
             if let expiresAt { fields["expires_at"] = expiresAt }
             return fields
         }

@@ -45,7 +45,7 @@ extension Admission {
                 problem.headers = Self.headers(for: decision)
                 throw problem
             }
-            throw Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.retryAfterJitter ?? 0)
+            throw Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.effectiveRetryAfterJitter)
         }
         return decision
     }
@@ -117,7 +117,7 @@ extension Admission {
             decision.retryAfter != nil
         else { return nil }
         metrics.recordDecision(decision, duration: .zero)
-        return Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.retryAfterJitter ?? 0)
+        return Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.effectiveRetryAfterJitter)
     }
 
     /// Degraded mode: the replica's own limiter at its share of the key's limits. `queue` keys

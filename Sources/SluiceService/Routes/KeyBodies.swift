@@ -27,16 +27,16 @@ struct KeySpec: Decodable {
             || scalar.value == 0x200E || scalar.value == 0x200F
     }
 
-    /// Holding a request longer than this would outlast load balancers' and clients' timeouts.
-    static let maximumDelay = 30.0
-
-    /// The fields `POST /v1/keys` takes; anything else is refused.
-    static let shape = BodyShape.object([
-        "name": .value, "scopes": .value, "quota_per_day": .integer, "overflow": .value, "max_delay": .value,
-        "max_queue_delay": .value, "max_depth": .integer, "output": .value, "expires_at": .value, "on_redis_failure": .value,
-        "retry_after_jitter": .value, "max_in_flight": .integer,
-        "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer, "mode": .value])),
-    ])
+    /// The fields `POST /v1/keys` takes (the key's record, then its plan's ``KeySetting``s);
+    /// anything else is refused.
+    static let shape: BodyShape = {
+        var fields: [String: BodyShape] = [
+            "name": .value, "scopes": .value, "output": .value, "expires_at": .value,
+            "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer, "mode": .value])),
+        ]
+        for setting in KeySetting.all { fields[setting.field] = setting.kind == .integer ? .integer : .value }
+        return .object(fields)
+    }()
 
     static func decode(_ body: [UInt8]) throws(Problem) -> KeySpec {
         let spec = try StrictBody.decode(KeySpec.self, from: body, shape: shape)
@@ -67,33 +67,25 @@ struct KeySpec: Decodable {
         if let policies = spec.policies, !policies.isEmpty, policies.allSatisfy({ $0.mode == .shadow }), spec.quota_per_day == nil {
             errors.append(.init(pointer: "/policies", detail: "at least one policy must be enforced (\"mode\": \"shadow\" only tries a policy)"))
         }
-        if let quota = spec.quota_per_day, quota < 1 || Policy.daily(quota).validationError != nil {
-            errors.append(.init(pointer: "/quota_per_day", detail: "must be at least 1 and below 2^51"))
-        }
         let overflow = spec.overflow ?? .reject
-        if let delay = spec.max_delay {
-            if overflow != .delay { errors.append(.init(pointer: "/max_delay", detail: "only with \"overflow\": \"delay\"")) }
-            if !(delay > 0 && delay <= Self.maximumDelay) { errors.append(.init(pointer: "/max_delay", detail: "seconds, more than 0 and at most \(Int(Self.maximumDelay))")) }
-        }
-        if let delay = spec.max_queue_delay {
-            if overflow != .queue { errors.append(.init(pointer: "/max_queue_delay", detail: "only with \"overflow\": \"queue\"")) }
-            if !(delay > 0 && delay <= 86_400) { errors.append(.init(pointer: "/max_queue_delay", detail: "seconds, more than 0 and at most 86400")) }
-        }
-        if let depth = spec.max_depth {
-            if overflow == .reject { errors.append(.init(pointer: "/max_depth", detail: "only with \"overflow\": \"queue\" or \"delay\"")) }
-            if !(1...1_000_000).contains(depth) { errors.append(.init(pointer: "/max_depth", detail: "between 1 and 1000000")) }
-        }
+        check(KeySetting.quotaPerDay, spec.quota_per_day.map(Double.init), overflow, &errors)
+        check(KeySetting.maxDelay, spec.max_delay, overflow, &errors)
+        check(KeySetting.maxQueueDelay, spec.max_queue_delay, overflow, &errors)
+        check(KeySetting.maxDepth, spec.max_depth.map(Double.init), overflow, &errors)
         if spec.on_redis_failure == .local, Set(spec.scopes) != [.predict] {
-            errors.append(.init(pointer: "/on_redis_failure", detail: "\"local\" only for keys whose only scope is \"predict\"; others fail closed"))
+            errors.append(.init(pointer: KeySetting.onRedisFailure.pointer, detail: KeySetting.onRedisFailure.rule))
         }
-        if let limit = spec.max_in_flight, !(1...1_000_000).contains(limit) {
-            errors.append(.init(pointer: "/max_in_flight", detail: "between 1 and 1000000 requests in flight"))
-        }
-        if let jitter = spec.retry_after_jitter, !(jitter >= 0 && jitter <= 60) {
-            errors.append(.init(pointer: "/retry_after_jitter", detail: "seconds, from 0 to 60"))
-        }
+        check(KeySetting.maxInFlight, spec.max_in_flight.map(Double.init), overflow, &errors)
+        check(KeySetting.retryAfterJitter, spec.retry_after_jitter, overflow, &errors)
         if let expiry = spec.expires_at, expiry <= Date() { errors.append(.init(pointer: "/expires_at", detail: "must be in the future")) }
         guard errors.isEmpty else { throw Problem.invalid(errors) }
+    }
+
+    /// A numeric setting given: within its declared bounds, and with an overflow mode it goes with.
+    private func check(_ setting: KeySetting, _ value: Double?, _ overflow: KeyPlan.Overflow, _ errors: inout [Problem.FieldError]) {
+        guard let value else { return }
+        if !setting.goes(with: overflow) { errors.append(.init(pointer: setting.pointer, detail: setting.modeRule)) }
+        if !setting.accepts(value) { errors.append(.init(pointer: setting.pointer, detail: setting.rule)) }
     }
 }
 
@@ -198,8 +190,8 @@ struct KeyView: Encodable {
         case .queue: (max_queue_delay, max_depth) = (plan.effectiveMaxQueueDelay, plan.effectiveMaxDepth)
         }
         output = record.effectiveOutput
-        on_redis_failure = plan.onRedisFailure ?? .closed
-        retry_after_jitter = plan.retryAfterJitter ?? 0
+        on_redis_failure = plan.effectiveOnRedisFailure
+        retry_after_jitter = plan.effectiveRetryAfterJitter
         max_in_flight = plan.maxInFlight
         expires_at = record.expiresAt
         created_at = record.createdAt
