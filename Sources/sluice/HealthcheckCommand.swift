@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import SluiceLoad
-import SluiceSecrets
 
 /// `sluice healthcheck`: exit 0 when a URL answers 200, for container health checks in images
 /// that carry no curl or wget.
@@ -22,7 +21,7 @@ struct HealthcheckCommand: AsyncParsableCommand {
     var timeout = 2.0
 
     func run() async throws {
-        let port = try port ?? SecretSource().port("SLUICE_PORT") ?? 8080
+        let port: Int = try port ?? ServeSettings.port.value(nil, ProcessInfo.processInfo.environment)
         let client = HTTPClientPool(host: host, port: port, maximumConnections: 1)
         defer { client.close() }
         // A server that accepts but never answers must not hang the probe: the timer ends it.

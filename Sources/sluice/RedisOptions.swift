@@ -5,23 +5,11 @@ import SluiceSecrets
 
 /// `--redis` and the Redis password, shared by every subcommand that talks to Redis.
 struct RedisOptions: ParsableArguments {
-    @Option(
-        name: .customLong("redis"),
-        help: ArgumentHelp(
-            "Redis URL: redis[s]://[user:password@]host:port[/db] (rediss: TLS) or unix:///path. Env: SLUICE_REDIS_URL.",
-            valueName: "url"
-        )
-    )
+    @Option(name: .customLong("redis"), help: ArgumentHelp(RedisSettings.url.help.abstract, valueName: "url"))
     var url: String?
-
-    @Option(help: "single (one Redis) or cluster (a Redis Cluster; the URL lists seed nodes, comma-separated). Env: SLUICE_REDIS_MODE.")
-    var redisMode: String?
-
-    @Option(help: "Connections to Redis, each pipelining all concurrent commands (default: 1 for serve, 2 for bench-limiter).")
-    var redisConnections: Int?
-
-    @Option(help: "Redis command timeout in milliseconds.")
-    var redisTimeoutMs: Int = 1000
+    @Option(help: RedisSettings.mode.help) var redisMode: String?
+    @Option(help: RedisSettings.connections.help) var redisConnections: String?
+    @Option(help: RedisSettings.timeout.help) var redisTimeoutMs: String?
 
     /// The configuration from the flag, `SLUICE_REDIS_URL`, `REDIS_USERNAME(_FILE)` and
     /// `REDIS_PASSWORD(_FILE)` (used when the URL carries no user or password, so that neither need
@@ -30,20 +18,17 @@ struct RedisOptions: ParsableArguments {
     ///   (sharing the cores with NIO's event loops) does best with 1 (19.0k vs 15.5k predictions/s),
     ///   the bare limiter benchmark with 2 (98k vs 76k decisions/s).
     func configuration(secrets: SecretSource = SecretSource(), connections: Int) throws -> RedisConfiguration {
-        let url = url ?? secrets.environment["SLUICE_REDIS_URL"] ?? "redis://127.0.0.1:6379"
+        let environment = secrets.environment
+        let url: String = try RedisSettings.url.value(url, environment)
         let password = try secrets.optional("REDIS_PASSWORD")
         var configuration = try RedisConfiguration(url: url, password: password?.revealed)
         if configuration.username == nil, let user = try secrets.optional("REDIS_USERNAME") {
             configuration.username = user.revealed
         }
-        let mode = redisMode ?? secrets.environment["SLUICE_REDIS_MODE"] ?? "single"
-        guard let parsed = RedisConfiguration.Mode(rawValue: mode) else {
-            throw ValidationError("Redis mode '\(mode)' is not single or cluster (--redis-mode, SLUICE_REDIS_MODE)")
-        }
-        configuration.mode = parsed
-        configuration.connections = redisConnections ?? connections
-        configuration.commandTimeout = .milliseconds(redisTimeoutMs)
-        try applyTLS(to: &configuration, environment: secrets.environment)
+        configuration.mode = try RedisSettings.mode.value(redisMode, environment)
+        configuration.connections = try RedisSettings.connections.value(redisConnections, environment) ?? connections
+        configuration.commandTimeout = .milliseconds(try RedisSettings.timeout.value(redisTimeoutMs, environment) as Int)
+        try applyTLS(to: &configuration, environment: environment)
         try configuration.validate()
         return configuration
     }

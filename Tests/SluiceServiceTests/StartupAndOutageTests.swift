@@ -31,6 +31,22 @@ struct StartupAndOutageTests {
         }
     }
 
+    /// A setting's flag and variable are read by one rule: a bad value of either stops the
+    /// process (exit 78), naming both (CommandSettings).
+    @Test(arguments: [
+        ("serve", [String: String](), ["--in-flight-lease", "0"], "--in-flight-lease/SLUICE_IN_FLIGHT_LEASE must be more than 0"),
+        ("serve", ["SLUICE_LOCAL_DENY_ENTRIES": "lots"], [], "--local-deny-entries/SLUICE_LOCAL_DENY_ENTRIES must be a whole number from 0"),
+        ("serve", ["SLUICE_REDIS_MODE": "sentinel"], [], "--redis-mode/SLUICE_REDIS_MODE must be single or cluster"),
+        ("worker", [:], ["--batch-size", "0"], "--batch-size must be a whole number from 1 to 1000"),
+        ("worker", ["SLUICE_WORKER_PORT": "70000"], [], "--port/SLUICE_WORKER_PORT must be a whole number from 1 to 65535"),
+    ])
+    func aBadSettingIsRefusedNamingItsFlagAndVariable(command: String, environment: [String: String], arguments: [String], message: String) throws {
+        let secrets = ["SLUICE_ADMIN_KEY": Self.goodAdmin, "SLUICE_MODEL_SIGNING_KEY": Self.goodSigning]
+        let port = command == "serve" ? ["--port", String(try RedisServer.freePort())] : []
+        let (status, output) = try ServiceProcess.run(arguments: [command] + port + arguments, environment: secrets.merging(environment) { $1 })
+        #expect(status == 78 && output.contains("refusing to start") && output.contains(message), "\(command) \(arguments): exit \(status): \(output)")
+    }
+
     /// Redis TLS settings that would do nothing, are misspelled or name an unreadable file stop
     /// the process at once, saying which.
     @Test(arguments: [
