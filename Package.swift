@@ -169,7 +169,7 @@ let package = Package(
             ]
         ),
         // Starts real redis-server processes for the tests; never linked into the product.
-        .target(name: "SluiceTestSupport", dependencies: ["SluiceRedis"]),
+        .target(name: "SluiceTestSupport", dependencies: ["SluiceAuth", "SluiceRedis"]),
         .testTarget(name: "SluiceRedisTests", dependencies: ["SluiceRedis", "SluiceTestSupport"]),
         .testTarget(name: "SluiceLimiterTests", dependencies: ["SluiceCore", "SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceSecretsTests", dependencies: ["SluiceSecrets"]),
@@ -178,14 +178,23 @@ let package = Package(
             name: "SluiceServiceTests",
             dependencies: [
                 "SluiceAuth", "SluiceCore", "SluiceRedis", "SluiceLimiter", "SluiceModel", "SluiceQueue", "SluiceSecrets", "SluiceService",
-                "SluiceTestSupport",
-                // The in-process tier (Tests/SluiceServiceTests/InProcess): the replica's router without a socket.
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "Yams", package: "Yams"),
+                "SluiceTestSupport", .product(name: "Yams", package: "Yams"),
             ],
             // Python helpers: schemathesis' hooks (SchemathesisTests), the OTLP receiver (TracingTests).
             exclude: ["Schemathesis", "Tracing"]
         ),
+        // The fast tier (scripts/test-fast): the replica's router in the test process, no socket.
+        .testTarget(
+            name: "SluiceServiceInProcessTests",
+            dependencies: [
+                "SluiceAuth", "SluiceCore", "SluiceSecrets", "SluiceService", "SluiceTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceModel", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceWorkerTests", dependencies: ["SluiceTestSupport"]),
+        // `sluice keys|models|loadtest|healthcheck`, run as a user runs them.
+        .testTarget(name: "CLITests", dependencies: ["SluiceAuth", "SluiceTestSupport"]),
         .testTarget(name: "SluiceAuthTests", dependencies: ["SluiceAuth", "SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceQueueTests", dependencies: ["SluiceQueue", "SluiceLimiter", "SluiceTestSupport"]),
         .testTarget(name: "SluiceLoadTests", dependencies: ["SluiceLoad"]),

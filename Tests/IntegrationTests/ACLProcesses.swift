@@ -5,7 +5,7 @@ import SluiceTestSupport
 /// `sluice-worker`), as every shipped deployment runs them, with fresh secrets.
 struct ACLProcesses {
     let adminKey = APIKey.generate().revealed
-    let signingKey = Repository.randomSecret()
+    let signingKey = Cluster.randomHex()
     let redisURL: String
     /// Where the users' password files are (from ``Repository/renderedACL()``).
     let passwords: String

@@ -22,7 +22,7 @@ struct RedisCredentialRotationTests {
 
         init(pollInterval: String) throws {
             let (aclFile, passwords, _) = try Repository.renderedACL()
-            let adminPassword = Repository.randomSecret()
+            let adminPassword = Cluster.randomHex()
             try (try String(contentsOfFile: aclFile, encoding: .utf8) + "user test-admin on >\(adminPassword) ~* &* +@all\n")
                 .write(toFile: aclFile, atomically: true, encoding: .utf8)
             redis = try RedisServer(arguments: ["--aclfile", aclFile])
@@ -92,7 +92,7 @@ struct RedisCredentialRotationTests {
         try await Task.sleep(for: .seconds(2))
 
         // The manager adds new passwords next to the old ones, then rewrites the files.
-        let fresh = ["sluice-replica": Repository.randomSecret(), "sluice-worker": Repository.randomSecret()]
+        let fresh = ["sluice-replica": Cluster.randomHex(), "sluice-worker": Cluster.randomHex()]
         for (user, password) in fresh { _ = try await setup.admin.send("ACL", "SETUSER", user, ">\(password)") }
         try setup.secrets.swap(fresh.mapValues { $0 + "\n" })
         for replica in replicas { try await Self.waitForReloads(replica, metricsKey: metricsKey, outcome: "ok", count: 1) }
@@ -177,7 +177,7 @@ struct RedisCredentialRotationTests {
         #expect(refusals() == 2)
         try await stillServing()
         // Well-formed but not (yet) known to Redis: refused, retried silently, taken once Redis knows it.
-        let early = Repository.randomSecret()
+        let early = Cluster.randomHex()
         try setup.secrets.swap(["sluice-replica": early])
         try await Self.waitForReloads(replica, metricsKey: metricsKey, outcome: "refused", count: 1)
         try await Task.sleep(for: .seconds(1))
@@ -210,7 +210,7 @@ extension RedisCredentialRotationTests {
 
         // The same rules as sluice-replica, under a new name and password.
         let rules = try #require(try Repository.read("deploy/redis/users.acl.in").split(separator: "\n").first { $0.hasPrefix("user sluice-replica ") })
-        let password = Repository.randomSecret()
+        let password = Cluster.randomHex()
         _ = try await setup.admin.send(RedisCommand("ACL", ["SETUSER", "v-sluice-2"] + rules.split(separator: " ").dropFirst(2).map(String.init) + [">\(password)"]))
         let running = Shared(true)
         let failures = Shared<[Int]>([])
@@ -258,7 +258,7 @@ extension RedisCredentialRotationTests {
             "tls.key": try String(contentsOfFile: files.clientKey, encoding: .utf8),
         ])
         let replica = try ServiceProcess(redisURL: redis.url, environment: [
-            "SLUICE_ADMIN_KEY": APIKey.generate().revealed, "SLUICE_MODEL_SIGNING_KEY": Repository.randomSecret(),
+            "SLUICE_ADMIN_KEY": APIKey.generate().revealed, "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(),
             "SLUICE_SECRETS_POLL_INTERVAL": "0.3", "SLUICE_REDIS_TLS_CA_FILE": files.ca,
             "SLUICE_REDIS_TLS_CERT_FILE": secrets.file("tls.crt"), "SLUICE_REDIS_TLS_KEY_FILE": secrets.file("tls.key"),
         ])

@@ -16,19 +16,11 @@ enum Repository {
         return path
     }
 
-    /// 64 random hex characters.
-    static func randomSecret() -> String {
-        (0..<4).map { _ in
-            let word = String(UInt64.random(in: .min ... .max), radix: 16)
-            return String(repeating: "0", count: 16 - word.count) + word
-        }.joined()
-    }
-
     /// deploy/redis/users.acl.in rendered by deploy/redis/render-acl with fresh passwords, as
     /// `scripts/cluster` and the compose file do: the ACL file's path and each user's password file.
     static func renderedACL() throws -> (file: String, passwords: [String: String], directory: String) {
         let directory = try temporaryDirectory("sluice-acl")
-        let passwords = ["sluice-replica": randomSecret(), "sluice-worker": randomSecret()]
+        let passwords = ["sluice-replica": Cluster.randomHex(), "sluice-worker": Cluster.randomHex()]
         for (user, password) in passwords { try (password + "\n").write(toFile: "\(directory)/\(user)", atomically: true, encoding: .utf8) }
         let rendered = try runCommand([path("deploy/redis/render-acl"), path("deploy/redis/users.acl.in"), directory])
         guard rendered.status == 0 else { throw TestSupportError("render-acl failed: \(rendered.output)") }

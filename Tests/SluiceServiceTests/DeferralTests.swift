@@ -74,7 +74,7 @@ struct DeferralTests {
         var jobs: [[String: Any]] = []
         for response in accepted {
             let location = try #require(response.header("Location"))
-            let job = try await Self.result(of: location, cluster: cluster, key: key)
+            let job = try await cluster.jobResult(location, key: key)
             #expect(job["status"] as? String == "succeeded")
             #expect((job["result"] as? [String: Any])?["predictions"] != nil)
             jobs.append(job)
@@ -159,7 +159,7 @@ struct DeferralTests {
         try await cluster.replicas[0].waitUntilReady()
         let worker = try await cluster.startWorker()
         for location in locations {
-            let job = try await Self.result(of: location, cluster: cluster, key: key)
+            let job = try await cluster.jobResult(location, key: key)
             #expect(job["status"] as? String == "succeeded")
         }
         _ = worker
@@ -191,7 +191,7 @@ struct DeferralTests {
         _ = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: key, Cluster.setosa)
         let accepted = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: key, Cluster.setosa)
         let location = try #require(accepted.header("Location"))
-        let done = try await Self.result(of: location, cluster: cluster, key: key)
+        let done = try await cluster.jobResult(location, key: key)
         #expect(done["status"] as? String == "succeeded" && done["completed_at"] != nil)
         try await Task.sleep(for: .milliseconds(3300))
         let expired = try await HTTP.send("GET", "\(cluster.url)\(location)", headers: ["Authorization": "Bearer \(key)"])
@@ -306,21 +306,6 @@ struct DeferralTests {
             try await Task.sleep(for: spacing)
         }
         return results
-    }
-
-    /// Polls a job as a polite client: honours `Retry-After` (of 202 and 429) until it is done.
-    static func result(of location: String, cluster: Cluster, key: String, timeout: Duration = .seconds(60)) async throws -> [String: Any] {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            let response = try await HTTP.send("GET", "\(cluster.url)\(location)", headers: ["Authorization": "Bearer \(key)"])
-            if response.status == 200 { return try #require(response.json) }
-            guard response.status == 202 || response.status == 429 || response.status == 503 else {
-                throw TestSupportError("job \(location): \(response.status) \(response.text)")
-            }
-            let wait = Double(response.header("Retry-After") ?? "1") ?? 1
-            try await Task.sleep(for: .milliseconds(Int(min(wait, 1) * 1000)))
-        }
-        throw TestSupportError("job \(location) not done in time")
     }
 
     /// An RFC 3339 time with fractional seconds, as seconds since the epoch.

@@ -39,7 +39,7 @@ struct IdempotencyTests {
         let theirs = try await Self.predict(cluster, key: stranger, idempotencyKey: "queued-1")
         #expect(theirs.status == 200 && theirs.header("Idempotent-Replayed") == nil)
 
-        _ = try await DeferralTests.result(of: location, cluster: cluster, key: key)
+        _ = try await cluster.jobResult(location, key: key)
         let stats = try await PartitionedJobQueue(client: cluster.redis.client()).stats()["completed"].map(String.init)
         #expect(stats == "1", "one job, however many retries")
     }

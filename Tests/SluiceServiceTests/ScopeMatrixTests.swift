@@ -5,43 +5,14 @@ import Testing
 
 /// Authentication and scopes against a real replica over HTTP: what depends on the peer address
 /// and on the process. The endpoint × scope matrix itself runs in process
-/// (InProcessEndpointScopeTests), on the endpoints listed here.
+/// (InProcessEndpointScopeTests), on ``ScopedEndpoint``'s table.
 @Suite("Authentication and scopes over HTTP", .serialized)
 struct ScopeMatrixTests {
-    struct Endpoint: CustomStringConvertible {
-        var method: String
-        var path: String
-        var allowed: Set<String>
-        var contentType = "application/json"
-        var body = ""
-        /// What an allowed key gets: 2xx, except where the resource is the key's own and it has none.
-        var allowedStatuses = 200..<300
-        var description: String { "\(method) \(path)" }
-    }
-
-    static func endpoints(victim: String) throws -> [Endpoint] {
-        [
-            Endpoint(method: "POST", path: "/v1/predict", allowed: ["predict"], body: Cluster.setosa),
-            Endpoint(method: "GET", path: "/v1/models", allowed: ["train", "admin"]),
-            Endpoint(method: "GET", path: "/v1/models/1", allowed: ["train", "admin"]),
-            Endpoint(method: "POST", path: "/v1/models", allowed: ["train"], contentType: "text/csv", body: try Cluster.irisCSV()),
-            Endpoint(method: "POST", path: "/v1/models/1/activate", allowed: ["admin"]),
-            Endpoint(method: "POST", path: "/v1/keys", allowed: ["admin"], body: #"{"name":"x","scopes":["predict"]}"#),
-            Endpoint(method: "GET", path: "/v1/keys", allowed: ["admin"]),
-            Endpoint(method: "GET", path: "/v1/keys/\(victim)", allowed: ["admin"]),
-            Endpoint(method: "POST", path: "/v1/keys/\(victim)/rotate", allowed: ["admin"]),
-            Endpoint(method: "DELETE", path: "/v1/keys/\(victim)", allowed: ["admin"]),
-            Endpoint(method: "GET", path: "/metrics", allowed: ["metrics"]),
-            // Past the scope check a job that is not the key's own is 404 (DeferralTests reads real ones).
-            Endpoint(method: "GET", path: "/v1/jobs/\(String(repeating: "a", count: 32))", allowed: ["predict"], allowedStatuses: 404..<405),
-        ]
-    }
-
     @Test func noKeyOrAWrongKeyIs401UntilTheAddressIsThrottled() async throws {
         let cluster = try await Cluster()
         // Failed authentication is limited per client address: a burst of 10, then 429.
         var attempts = 0
-        for endpoint in try Self.endpoints(victim: "abcdefgh") {
+        for endpoint in try ScopedEndpoint.all(victim: "abcdefgh") {
             let anonymous = try await HTTP.send(endpoint.method, cluster.url + endpoint.path, headers: ["Content-Type": endpoint.contentType])
             attempts += 1
             if attempts <= 9 {

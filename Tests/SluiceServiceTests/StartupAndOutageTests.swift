@@ -163,7 +163,7 @@ struct StartupAndOutageTests {
 
         _ = try await admin.send("CONFIG", "SET", "maxmemory", "0")
         for location in locations {
-            let job = try await DeferralTests.result(of: location, cluster: cluster, key: queued, timeout: .seconds(20))
+            let job = try await cluster.jobResult(location, key: queued, timeout: .seconds(20))
             #expect(job["status"] as? String == "succeeded")
         }
     }

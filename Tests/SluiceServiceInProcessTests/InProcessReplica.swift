@@ -64,13 +64,7 @@ struct InProcessReplica: Sendable {
     func createKey(scopes: [String], policies: String = #"[{"name":"default","rate":1000,"period":1,"burst":1000}]"#, extra: String = "")
         async throws -> (key: String, id: String)
     {
-        let response = try await json(
-            "POST", "/v1/keys", key: adminKey,
-            #"{"name":"test","scopes":[\#(scopes.map { "\"\($0)\"" }.joined(separator: ","))],"policies":\#(policies)\#(extra)}"#)
-        guard response.status == 201, let json = response.json, let key = json["key"] as? String, let id = json["id"] as? String else {
-            throw TestSupportError("key creation failed: \(response.status) \(response.text)")
-        }
-        return (key, id)
+        try Cluster.createdKey(try await json("POST", "/v1/keys", key: adminKey, Cluster.keyBody(scopes: scopes, policies: policies, extra: extra)))
     }
 
     private func waitUntilReady() async throws {

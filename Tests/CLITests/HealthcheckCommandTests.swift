@@ -10,7 +10,7 @@ struct HealthcheckCommandTests {
     @Test func exitsZeroOnlyForA200AndNeverHangs() async throws {
         let redis = try RedisServer()
         let replica = try ServiceProcess(redisURL: redis.url, environment: [
-            "SLUICE_ADMIN_KEY": APIKey.generate().revealed, "SLUICE_MODEL_SIGNING_KEY": Repository.randomSecret(),
+            "SLUICE_ADMIN_KEY": APIKey.generate().revealed, "SLUICE_MODEL_SIGNING_KEY": Cluster.randomHex(),
         ])
         try await replica.waitUntilReady()
         let port = String(replica.port)

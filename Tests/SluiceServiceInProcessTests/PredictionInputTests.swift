@@ -3,19 +3,19 @@ import SluiceTestSupport
 import Testing
 
 /// Hostile and broken prediction bodies, in process: each gets a clear 4xx problem, never a 5xx.
-/// The table is MalformedInputTests'; over HTTP only what the connection adds is checked again.
+/// The table is ``PredictionCase``; over HTTP (MalformedInputTests) only what the connection adds.
 @Suite("In-process: malformed prediction input", .serialized)
 struct InProcessPredictionInputTests {
     @Test func everyMalformedInputGetsItsStatus() async throws {
         try await InProcessReplica.run { replica in
             let (key, _) = try await replica.createKey(scopes: ["predict"])
-            #expect(MalformedInputTests.cases.count >= 30)
-            for testCase in MalformedInputTests.cases {
+            #expect(PredictionCase.all.count >= 30)
+            for testCase in PredictionCase.all {
                 let response = try await replica.send(
                     "POST", "/v1/predict",
                     headers: ["Authorization": "Bearer \(key)", "Content-Type": testCase.contentType],
                     body: Data(testCase.raw ?? Array(testCase.body.utf8)))
-                MalformedInputTests.expectProblem(response, for: testCase)
+                #expect(testCase.mismatches(response).isEmpty, "\(testCase.mismatches(response))")
             }
             // The replica survived all of it, and answered none of it with a 5xx.
             #expect(try await replica.json("POST", "/v1/predict", key: key, Cluster.setosa).status == 200)

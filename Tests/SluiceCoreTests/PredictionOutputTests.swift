@@ -50,7 +50,7 @@ struct PredictionOutputTests {
         _ = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: queued, Self.batch)
         let accepted = try await HTTP.json("POST", "\(cluster.url)/v1/predict", key: queued, Self.batch)
         #expect(accepted.status == 202)
-        let job = try await DeferralTests.result(of: try #require(accepted.header("Location")), cluster: cluster, key: queued)
+        let job = try await cluster.jobResult(try #require(accepted.header("Location")), key: queued)
         let jobPredictions = try #require((job["result"] as? [String: Any])?["predictions"] as? [[String: Any]], "\(job)")
         #expect(jobPredictions.count == 2 && jobPredictions.allSatisfy { Self.hasAtMostDecimals($0, 2) }, "\(jobPredictions)")
 

@@ -16,7 +16,7 @@ struct InProcessEndpointScopeTests {
             for scope in ["predict", "train", "admin", "metrics"] {
                 // A fresh victim per scope, so that DELETE and rotate find something to act on.
                 let victim = try await replica.createKey(scopes: ["predict"]).id
-                for endpoint in try ScopeMatrixTests.endpoints(victim: victim) {
+                for endpoint in try ScopedEndpoint.all(victim: victim) {
                     let response = try await replica.send(
                         endpoint.method, endpoint.path,
                         headers: ["Authorization": "Bearer \(keys[scope]!)", "Content-Type": endpoint.contentType],

@@ -26,7 +26,7 @@ struct WorkerMetricsTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(seenWhilePending, "the key's depth is exported while its jobs wait")
-        for location in locations { _ = try await DeferralTests.result(of: location, cluster: cluster, key: key) }
+        for location in locations { _ = try await cluster.jobResult(location, key: key) }
         try await Task.sleep(for: .milliseconds(1500))
         #expect(try await !exported(), "no series left behind for a key with nothing pending")
     }
