@@ -66,8 +66,9 @@ extension CommandSetting where Value == Int {
             parse: { Int($0).flatMap { range.contains($0) ? $0 : nil } })
     }
 
+    /// A TCP port; 0 asks the system for any free one.
     static func port(_ flag: String, _ variable: String, default defaultValue: Int, _ summary: String) -> Self {
-        count(flag, variable, default: defaultValue, 1...65535, summary)
+        count(flag, variable, default: defaultValue, 0...65535, summary)
     }
 }
 

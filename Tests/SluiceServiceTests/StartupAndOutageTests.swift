@@ -38,7 +38,7 @@ struct StartupAndOutageTests {
         ("serve", ["SLUICE_LOCAL_DENY_ENTRIES": "lots"], [], "--local-deny-entries/SLUICE_LOCAL_DENY_ENTRIES must be a whole number from 0"),
         ("serve", ["SLUICE_REDIS_MODE": "sentinel"], [], "--redis-mode/SLUICE_REDIS_MODE must be single or cluster"),
         ("worker", [:], ["--batch-size", "0"], "--batch-size must be a whole number from 1 to 1000"),
-        ("worker", ["SLUICE_WORKER_PORT": "70000"], [], "--port/SLUICE_WORKER_PORT must be a whole number from 1 to 65535"),
+        ("worker", ["SLUICE_WORKER_PORT": "70000"], [], "--port/SLUICE_WORKER_PORT must be a whole number from 0 to 65535"),
     ])
     func aBadSettingIsRefusedNamingItsFlagAndVariable(command: String, environment: [String: String], arguments: [String], message: String) throws {
         let secrets = ["SLUICE_ADMIN_KEY": Self.goodAdmin, "SLUICE_MODEL_SIGNING_KEY": Self.goodSigning]
