@@ -32,6 +32,8 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     public var expiresAt: Date?
     public var createdAt: Date
     public var secrets: [StoredSecret]
+    /// `tenant`: the id of the tenant whose budgets the key shares, if any.
+    public var tenant: String?
 
     public init(
         id: String, name: String, scopes: [Scope], plan: KeyPlan = KeyPlan(), expiresAt: Date? = nil, createdAt: Date = Date(),
@@ -71,7 +73,7 @@ public struct KeyRecord: Sendable, Codable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, name, scopes, secrets, output
+        case id, name, scopes, secrets, output, tenant
         case expiresAt = "expires_at"
         case createdAt = "created_at"
     }
@@ -87,6 +89,7 @@ public struct KeyRecord: Sendable, Codable, Equatable {
         expiresAt = try container.decodeIfPresent(Date.self, forKey: .expiresAt)
         createdAt = try container.decode(Date.self, forKey: .createdAt)
         secrets = try container.decode([StoredSecret].self, forKey: .secrets)
+        tenant = try container.decodeIfPresent(String.self, forKey: .tenant)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -99,5 +102,6 @@ public struct KeyRecord: Sendable, Codable, Equatable {
         try container.encodeIfPresent(expiresAt, forKey: .expiresAt)
         try container.encode(createdAt, forKey: .createdAt)
         try container.encode(secrets, forKey: .secrets)
+        try container.encodeIfPresent(tenant, forKey: .tenant)
     }
 }

@@ -13,11 +13,21 @@ public enum Keyspace {
     /// Channel: a key id whose record changed (created, updated, rotated, deleted).
     public static let apiKeyChanges = "sluice:keys:changed"
 
+    // MARK: Tenants
+
+    /// One tenant's record (JSON); tagged like the limiter state of its keys (`{t:<id>}`).
+    public static func tenant(_ id: String) -> String { "sluice:tenant:{t:\(id)}" }
+    /// The set of every tenant id.
+    public static let tenantIDs = "sluice:tenants"
+    /// Channel: a tenant id whose record changed (created, updated, deleted).
+    public static let tenantChanges = "sluice:tenants:changed"
+
     // MARK: Limits
 
     /// Where rate-limiter state lives: `<namespace>:{<limiter key>}:<policy>`.
     public static let rateLimits = "sluice:rl"
-    /// The state of one policy of one limiter key (an API key id, or `client-<address>`).
+    /// The state of one policy of one limiter key (an API key id, `t:<tenant id>` for the keys of
+    /// a tenant, or `client-<address>`).
     public static func rateLimit(_ key: String, policy: String, namespace: String = rateLimits) -> String {
         "\(namespace):{\(key)}:\(policy)"
     }

@@ -130,4 +130,8 @@ public final class SharedLRUCache<Key: Hashable & Sendable, Value: Sendable>: Se
     public func get(_ key: Key) -> Value? { cache.withLock { $0.get(key) } }
 
     public func set(_ key: Key, _ value: Value) { cache.withLock { $0.set(key, value) } }
+
+    public func remove(_ key: Key) { cache.withLock { $0.remove(key) } }
+
+    public func removeAll() { cache.withLock { $0.removeAll() } }
 }

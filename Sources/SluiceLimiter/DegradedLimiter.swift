@@ -45,9 +45,9 @@ public final class DegradedLimiter: Sendable {
             var newTATs: [Int64] = []
             for policy in policies {
                 let (interval, burst) = Self.scaled(policy, replicas: replicas)
-                var state = known[policy.name] ?? PolicyState(policy: policy, tat: now, replicas: replicas)
+                var state = known[policy.stateName] ?? PolicyState(policy: policy, tat: now, replicas: replicas)
                 if state.policy != policy || state.replicas != replicas { state = PolicyState(policy: policy, tat: state.tat, replicas: replicas) }
-                known[policy.name] = state
+                known[policy.stateName] = state
                 let tat = max(state.tat, now)
                 let newTAT = tat + interval * Int64(cost)
                 waits.append(newTAT - interval * Int64(burst) - now)
@@ -57,12 +57,12 @@ public final class DegradedLimiter: Sendable {
             let fits = policies.indices.allSatisfy { cost <= Self.scaled(policies[$0], replicas: replicas).burst }
             let admitted = wait <= 0 || (fits && wait <= horizon.microseconds)
             if admitted {
-                for (index, policy) in policies.enumerated() { known[policy.name]?.tat = newTATs[index] }
+                for (index, policy) in policies.enumerated() { known[policy.stateName]?.tat = newTATs[index] }
             }
             cache.set(key, known)
             let states = policies.enumerated().map { index, policy in
                 let (interval, burst) = Self.scaled(policy, replicas: replicas)
-                let tat = max(known[policy.name]?.tat ?? now, now)
+                let tat = max(known[policy.stateName]?.tat ?? now, now)
                 return Decision.PolicyState(
                     policy: policy, remaining: max(0, Int((now - (tat - interval * Int64(burst))) / interval)),
                     retryAfter: admitted || waits[index] <= 0 ? nil : .microseconds(waits[index]), resetAfter: .microseconds(tat - now))
@@ -113,7 +113,7 @@ public final class DegradedLimiter: Sendable {
                 // Kept for the next try; a policy decided locally again meanwhile keeps its newer state.
                 states.withLock { cache in
                     var kept = cache.get(key) ?? [:]
-                    for state in policies where kept[state.policy.name] == nil { kept[state.policy.name] = state }
+                    for state in policies where kept[state.policy.stateName] == nil { kept[state.policy.stateName] = state }
                     cache.set(key, kept)
                 }
             }

@@ -29,7 +29,7 @@ import Synchronization
 public final class LocalDenial: Sendable {
     /// What the latest reply for one limiter key said.
     struct Bounds {
-        /// Per policy name: the policy and a lower bound on its TAT (µs, Redis' clock).
+        /// Per policy (its ``Policy/stateName``): the policy and a lower bound on its TAT (µs, Redis' clock).
         var tats: [String: (policy: Policy, tat: Int64)]
         /// The Redis time of the reply (µs) and the local time the call was sent.
         var redisTime: Int64
@@ -106,7 +106,7 @@ public final class LocalDenial: Sendable {
             // as any reply's is.
             let merged = cache.update(key) { known in
                 guard known.sentAt <= sentAt, known.epoch == epoch else { return false }
-                for state in decision.states { known.tats[state.policy.name] = (state.policy, state.tat) }
+                for state in decision.states { known.tats[state.policy.stateName] = (state.policy, state.tat) }
                 known.redisTime = decision.decidedAt
                 known.sentAt = sentAt
                 return true
@@ -114,7 +114,7 @@ public final class LocalDenial: Sendable {
             guard !merged else { return }
             var tats: [String: (policy: Policy, tat: Int64)] = [:]
             tats.reserveCapacity(decision.states.count)
-            for state in decision.states { tats[state.policy.name] = (state.policy, state.tat) }
+            for state in decision.states { tats[state.policy.stateName] = (state.policy, state.tat) }
             cache.set(key, Bounds(tats: tats, redisTime: decision.decidedAt, sentAt: sentAt, epoch: epoch))
         }
     }
@@ -141,7 +141,7 @@ public final class LocalDenial: Sendable {
     private static func isAtLimit(_ bounds: Bounds, policies: [Policy], cost: Int, horizon: Duration, now: ContinuousClock.Instant) -> Bool {
         let redisNow = redisUpperBound(bounds, at: now)
         for policy in policies {
-            guard let known = bounds.tats[policy.name], known.policy == policy else { continue }
+            guard let known = bounds.tats[policy.stateName], known.policy == policy else { continue }
             let interval = policy.emissionIntervalMicroseconds
             if known.tat + interval * Int64(cost + 1 - policy.burst) - redisNow > horizon.microseconds { return true }
         }
@@ -155,7 +155,7 @@ public final class LocalDenial: Sendable {
         // not): the states are built only for one.
         var proven = false
         for policy in policies {
-            guard let known = bounds.tats[policy.name], known.policy == policy else { return nil }
+            guard let known = bounds.tats[policy.stateName], known.policy == policy else { return nil }
             if known.tat + policy.emissionIntervalMicroseconds * Int64(cost - policy.burst) - redisNow > horizonMicros { proven = true }
         }
         guard proven else { return nil }
@@ -164,7 +164,7 @@ public final class LocalDenial: Sendable {
         var decisive = -1
         var longestWait: Int64 = 0
         for (index, policy) in policies.enumerated() {
-            guard let known = bounds.tats[policy.name], known.policy == policy else { return nil }
+            guard let known = bounds.tats[policy.stateName], known.policy == policy else { return nil }
             let interval = policy.emissionIntervalMicroseconds
             let tat = max(known.tat, redisNow)
             // gcra.lua: denied while now - (tat + interval * (cost - burst)) < 0.

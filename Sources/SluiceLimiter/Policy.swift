@@ -15,6 +15,46 @@ public struct Policy: Sendable, Hashable, Codable {
     /// `enforce` (the default) or `shadow`: evaluated and recorded, never denying or delaying.
     public var mode: Mode = .enforce
 
+    /// Whom the policy limits when its key belongs to a tenant (set when the request is decided,
+    /// never stored): the key alone, or every key of the tenant together. `nil` for a key without
+    /// a tenant, whose names and state are as they always were.
+    public var owner: Owner? = nil
+
+    /// Whom a policy of a tenant's key limits.
+    public enum Owner: Sendable, Hashable {
+        /// This key alone (its id).
+        case key(String)
+        /// Every key of the tenant together.
+        case tenant
+    }
+
+    /// The name of the policy's state under its limiter key, unique within it: the bare name, or
+    /// `k:<key id>:<name>` and `t:<name>` under a tenant's limiter key (whose keys share it).
+    public var stateName: String {
+        switch owner {
+        case nil: name
+        case .key(let id): "k:\(id):\(name)"
+        case .tenant: "t:\(name)"
+        }
+    }
+
+    /// The name clients see (`RateLimit`, `RateLimit-Policy`, `violated-policies`): the bare name,
+    /// or `key:<name>` / `tenant:<name>` for a tenant's key, so that a refusal says whose limit it is.
+    public var displayName: String {
+        switch owner {
+        case nil: name
+        case .key: "key:\(name)"
+        case .tenant: "tenant:\(name)"
+        }
+    }
+
+    /// The policy with `owner` set.
+    public func owned(by owner: Owner) -> Policy {
+        var policy = self
+        policy.owner = owner
+        return policy
+    }
+
     /// Whether a policy decides (`enforce`) or is only tried on live traffic (`shadow`).
     public enum Mode: String, Sendable, Hashable, Codable {
         case enforce

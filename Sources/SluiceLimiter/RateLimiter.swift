@@ -79,15 +79,15 @@ public struct RateLimiter: Sendable {
     /// then builds no key strings of its own.
     private func limiterKeys(for key: String, policies: [Policy]) -> [String] {
         let known = keyNames.get(key)
-        if let known, known.policies.elementsEqual(policies, by: { $0 == $1.name }) { return known.keys }
+        if let known, known.policies.elementsEqual(policies, by: { $0 == $1.stateName }) { return known.keys }
         let keys = policies.map { redisKey(for: key, policy: $0) }
-        keyNames.set(key, (policies.map(\.name), keys))
+        keyNames.set(key, (policies.map(\.stateName), keys))
         return keys
     }
 
     /// The Redis key holding one policy's state for `key`.
     public func redisKey(for key: String, policy: Policy) -> String {
-        Keyspace.rateLimit(key, policy: policy.name, namespace: namespace)
+        Keyspace.rateLimit(key, policy: policy.stateName, namespace: namespace)
     }
 
     private func validate(key: String, policies: [Policy], cost: Int) throws(RateLimitError) {
@@ -98,7 +98,7 @@ public struct RateLimiter: Sendable {
             throw .invalidArguments("key must be 1-128 characters without braces")
         }
         guard !policies.isEmpty else { throw .invalidArguments("at least one policy is required") }
-        guard policies.count == 1 || Set(policies.map(\.name)).count == policies.count else {
+        guard policies.count == 1 || Set(policies.map(\.stateName)).count == policies.count else {
             throw .invalidArguments("policy names must be unique")
         }
         for policy in policies {

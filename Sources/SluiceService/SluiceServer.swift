@@ -21,6 +21,7 @@ public struct SluiceServer: Sendable {
     let redis: RedisClient
     let metrics: ServiceMetrics
     let keys: KeyStore
+    let tenants: TenantStore
     let authenticator: KeyAuthenticator
     let limits: AdmissionLimits
     let jobs: PartitionedJobQueue
@@ -35,9 +36,12 @@ public struct SluiceServer: Sendable {
         self.metrics = metrics
         keys = KeyStore(client: redis)
         authenticator = KeyAuthenticator(store: keys, bootstrapAdminKey: configuration.adminKey, cacheLifetime: configuration.keyCacheLifetime)
+        let tenants = TenantStore(client: redis)
+        self.tenants = tenants
         limits = AdmissionLimits(
             limiter: RateLimiter(
                 client: redis, localDenial: configuration.localDenyEntries > 0 ? LocalDenial(capacity: configuration.localDenyEntries) : nil),
+            tenants: TenantDirectory(store: tenants, lifetime: configuration.keyCacheLifetime),
             failedAuthPolicy: configuration.failedAuthPolicy,
             trainingPolicy: configuration.trainingPolicy,
             breaker: CircuitBreaker { state in
@@ -82,7 +86,10 @@ public struct SluiceServer: Sendable {
                 admission: admission, models: models, training: TrainingSlot(), activationGate: configuration.activationGate,
                 retention: configuration.modelRetention, metrics: metrics
             ).collection)
-        router.addRoutes(KeyRoutes(admission: admission, keys: keys, authenticator: authenticator, metrics: metrics).collection)
+        router.addRoutes(
+            KeyRoutes(admission: admission, keys: keys, tenants: tenants, authenticator: authenticator, limiter: limits.limiter, metrics: metrics)
+                .collection)
+        router.addRoutes(TenantRoutes(admission: admission, tenants: tenants, keys: keys, authenticator: authenticator, metrics: metrics).collection)
         router.addRoutes(JobRoutes(admission: admission, jobs: jobs, metrics: metrics).collection)
         router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
         return router
@@ -93,7 +100,8 @@ public struct SluiceServer: Sendable {
         (configuration.tracing.map { [$0] } ?? []) + [
             ModelService(models: models, owner: Self.replicaID, logger: logger),
             ChangeSubscriber(
-                redis: configuration.redis, authenticator: authenticator, localDenial: limits.limiter.localDenial, models: models, logger: logger),
+                redis: configuration.redis, authenticator: authenticator, tenants: limits.tenants, localDenial: limits.limiter.localDenial,
+                models: models, logger: logger),
             HeartbeatService(heartbeat: limits.heartbeat, redis: redis, breaker: limits.breaker, logger: logger),
             ChargeBackService(degraded: limits.degraded, limiter: limits.limiter, breaker: limits.breaker, logger: logger),
             SecretWatcher(

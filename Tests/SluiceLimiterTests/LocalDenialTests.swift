@@ -117,25 +117,12 @@ struct LocalDenialTests {
             let with = result.with[key] ?? [], plain = result.without[key] ?? []
             #expect(abs(with.count - plain.count) <= max(1, plain.count / 100), "\(key): \(with.count) admitted with local denial, \(plain.count) without")
             for slots in [with, plain] {
-                #expect(Self.overAdmission(slots.sorted(), policy: policies[0]) == 0, "\(key): more than burst + rate × window")
+                #expect(Allowance.overAdmission(slots.sorted(), burst: policies[0].burst, interval: policies[0].emissionIntervalMicroseconds) == 0, "\(key): more than burst + rate × window")
             }
         }
         #expect(result.local > 1_000, "most of the 10× flood is denied locally: \(result.local)")
         print("same trace: admitted with local denial \(keys.map { result.with[$0]?.count ?? 0 }), without \(keys.map { result.without[$0]?.count ?? 0 }); \(result.local) of 20000 denied locally")
         for limiter in withLocal + without { (limiter.client as? RedisClient)?.shutdown() }
-    }
-
-    /// The most admitted beyond burst + rate × window over all windows between admissions.
-    static func overAdmission(_ slots: [Int64], policy: Policy) -> Int {
-        let interval = policy.emissionIntervalMicroseconds
-        var worst = 0
-        for i in slots.indices {
-            for j in i..<slots.count {
-                let allowed = policy.burst + Int((slots[j] - slots[i]) / interval)
-                worst = max(worst, j - i + 1 - allowed)
-            }
-        }
-        return worst
     }
 
     @Test func changedPoliciesInvalidationAndResetEndLocalDenial() async throws {

@@ -1,3 +1,4 @@
+import SluiceAuth
 import SluiceLimiter
 
 /// What ``Admission`` charges requests with: the limiter in Redis and what stands in for it
@@ -6,6 +7,8 @@ import SluiceLimiter
 /// (heartbeat, charge-back, pub/sub).
 struct AdmissionLimits: Sendable {
     let limiter: RateLimiter
+    /// The tenants whose budgets their keys share (cached like key records).
+    let tenants: TenantDirectory
     /// Failed authentication is limited per client address, so that guessing keys is throttled
     /// (``ServiceConfiguration/failedAuthPolicy``).
     let failedAuthPolicy: Policy

@@ -13,34 +13,54 @@ extension Admission {
     func charge(_ record: KeyRecord, _ charge: Charge, horizon: Duration, logger: Logger) async throws -> Decision {
         switch charge {
         case .key(let cost):
-            let decision = try await chargeKey(record, policies: record.plan.limiterPolicies, cost: cost, horizon: horizon, logger: logger)
-            await tryShadowPolicies(record, cost: cost, logger: logger)
+            let tenant = try await tenant(of: record, logger: logger)
+            let decision = try await chargeKey(record, LimiterCall(record, tenant: tenant), cost: cost, horizon: horizon, logger: logger)
+            await tryShadowPolicies(record, tenant: tenant, cost: cost, logger: logger)
             return decision
         case .jobStatus:
-            return try await chargeKey(record, policies: [Self.jobStatusPolicy], cost: 1, horizon: .zero, logger: logger)
+            return try await chargeKey(record, LimiterCall(key: record.id, policies: [Self.jobStatusPolicy]), cost: 1, horizon: .zero, logger: logger)
         case .training:
-            return try await chargeKey(
-                record, policies: record.plan.limiterPolicies + [limits.trainingPolicy], cost: 1, horizon: .zero, logger: logger)
+            let call = LimiterCall(record, tenant: try await tenant(of: record, logger: logger), extra: [limits.trainingPolicy])
+            return try await chargeKey(record, call, cost: 1, horizon: .zero, logger: logger)
         }
     }
 
-    /// Charges `cost` to every one of `policies` under the key's id, reserving a later slot when
-    /// one comes within `horizon`; a denial is a `429` with `Retry-After`.
-    func chargeKey(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration, logger: Logger) async throws -> Decision {
+    /// The tenant whose budgets `record` shares, `nil` for a key without one. Cached (a request
+    /// costs no Redis call for it); while Redis fails, what this replica last knew of it.
+    func tenant(of record: KeyRecord, logger: Logger) async throws -> TenantRecord? {
+        guard let id = record.tenant else { return nil }
+        if limits.breaker.isOpen, record.servedWhenRedisFails { return limits.tenants.lastKnown(id) }
+        let tenant: TenantRecord?
+        do {
+            tenant = try await limits.tenants.get(id)
+        } catch {
+            if error.redisCause?.isUnavailable == true { limits.breaker.recordFailure() }
+            if record.servedWhenRedisFails { return nil }
+            throw Problem.storeFailure("tenant store", cause: error, metrics: metrics, logger: logger)
+        }
+        // Deleting a tenant revokes or refuses its keys: a key left without one is refused, not
+        // served without the budget it was given.
+        guard let tenant else { throw Problem.forbidden(detail: "This key's tenant no longer exists.") }
+        return tenant
+    }
+
+    /// Charges `cost` to every policy of `call`, reserving a later slot when one comes within
+    /// `horizon`; a denial is a `429` with `Retry-After`.
+    func chargeKey(_ record: KeyRecord, _ call: LimiterCall, cost: Int, horizon: Duration, logger: Logger) async throws -> Decision {
         let decision: Decision
         if limits.breaker.isOpen, record.servedWhenRedisFails {
-            decision = try decideDegraded(record, policies: policies, cost: cost, horizon: horizon)
+            decision = try decideDegraded(record, call, cost: cost, horizon: horizon)
         } else {
             do {
-                decision = try await askLimiter(key: record.id, policies: policies, cost: cost, horizon: horizon, logger: logger)
+                decision = try await askLimiter(key: call.key, policies: call.policies, cost: cost, horizon: horizon, logger: logger)
             } catch let problem as Problem where problem.status == .serviceUnavailable && record.servedWhenRedisFails {
-                decision = try decideDegraded(record, policies: policies, cost: cost, horizon: horizon)
+                decision = try decideDegraded(record, call, cost: cost, horizon: horizon)
             }
         }
         guard decision.isAllowed else {
             if decision.retryAfter == nil {
                 var problem = Problem.invalid(
-                    [.init(pointer: "", detail: "this request costs \(cost), more than the '\(decision.policy.name)' burst of \(decision.limit)")],
+                    [.init(pointer: "", detail: "this request costs \(cost), more than the '\(decision.policy.displayName)' burst of \(decision.limit)")],
                     detail: "The request can never be admitted under this key's limits; send a smaller batch.")
                 problem.headers = Self.headers(for: decision)
                 throw problem
@@ -90,21 +110,30 @@ extension Admission {
         Task.detached { await concurrency.release(lease) }
     }
 
-    /// Tries the key's `shadow` policies on a request its enforced policies admitted: each is its
-    /// own GCRA (charged when it would admit), and a refusal is only counted and logged. Never
-    /// changes the answer; a failure to ask Redis is ignored.
-    func tryShadowPolicies(_ record: KeyRecord, cost: Int, logger: Logger) async {
-        let shadow = record.plan.shadowPolicies
-        guard !shadow.isEmpty, !limits.breaker.isOpen else { return }
-        do {
-            let decision = try await limits.limiter.check(key: record.id, policies: shadow, cost: cost)
-            guard !decision.isAllowed else { return }
-            for state in decision.states where state.retryAfter != nil || cost > state.policy.burst {
-                metrics.recordShadowDenial(policy: state.policy.name)
-                logger.info("shadow policy would refuse", metadata: ["key_id": "\(record.id)", "policy": "\(state.policy.name)"])
+    /// Tries the `shadow` policies of the key (and of its tenant) on a request its enforced
+    /// policies admitted: each is its own GCRA (charged when it would admit), and a refusal is only
+    /// counted and logged. Never changes the answer; a failure to ask Redis is ignored.
+    func tryShadowPolicies(_ record: KeyRecord, tenant: TenantRecord?, cost: Int, logger: Logger) async {
+        guard !limits.breaker.isOpen else { return }
+        var calls: [LimiterCall] = []
+        if !record.plan.shadowPolicies.isEmpty {
+            let owner = tenant.map { _ in Policy.Owner.key(record.id) }
+            calls.append(LimiterCall(key: tenant?.limiterKey ?? record.id, policies: record.plan.shadowPolicies.map { owner.map($0.owned) ?? $0 }))
+        }
+        if let tenant, !tenant.plan.shadowPolicies.isEmpty {
+            calls.append(LimiterCall(key: tenant.limiterKey, policies: tenant.plan.shadowPolicies.map { $0.owned(by: .tenant) }))
+        }
+        for call in calls {
+            do {
+                let decision = try await limits.limiter.check(key: call.key, policies: call.policies, cost: cost)
+                guard !decision.isAllowed else { continue }
+                for state in decision.states where state.retryAfter != nil || cost > state.policy.burst {
+                    metrics.recordShadowDenial(policy: state.policy.displayName)
+                    logger.info("shadow policy would refuse", metadata: ["key_id": "\(record.id)", "policy": "\(state.policy.displayName)"])
+                }
+            } catch {
+                logger.debug("shadow policies not tried", metadata: ["error": "\(error)"])
             }
-        } catch {
-            logger.debug("shadow policies not tried", metadata: ["error": "\(error)"])
         }
     }
 
@@ -112,8 +141,12 @@ extension Admission {
     /// Redis would refuse even a cost of 1 beyond the key's horizon: a larger cost only waits
     /// longer. Lets a flood be refused before its body is read or parsed. `nil` when unproven.
     func provenRefusal(_ record: KeyRecord) -> Problem? {
-        guard !(limits.breaker.isOpen && record.servedWhenRedisFails),
-            let decision = limits.limiter.provenDenial(key: record.id, policies: record.plan.limiterPolicies, cost: 1, horizon: record.plan.deferralHorizon),
+        guard !(limits.breaker.isOpen && record.servedWhenRedisFails) else { return nil }
+        let tenant = record.tenant.flatMap { limits.tenants.lastKnown($0) }
+        // A tenant not known here yet: only Redis can decide.
+        if record.tenant != nil, tenant == nil { return nil }
+        let call = LimiterCall(record, tenant: tenant)
+        guard let decision = limits.limiter.provenDenial(key: call.key, policies: call.policies, cost: 1, horizon: record.plan.deferralHorizon),
             decision.retryAfter != nil
         else { return nil }
         metrics.recordDecision(decision, duration: .zero)
@@ -122,13 +155,13 @@ extension Admission {
 
     /// Degraded mode: the replica's own limiter at its share of the key's limits. `queue` keys
     /// cannot queue (the queue lives in Redis): what would be queued is a `503`.
-    private func decideDegraded(_ record: KeyRecord, policies: [Policy], cost: Int, horizon: Duration) throws -> Decision {
+    private func decideDegraded(_ record: KeyRecord, _ call: LimiterCall, cost: Int, horizon: Duration) throws -> Decision {
         guard record.servedWhenRedisFails else {
             throw Problem.unavailable("Redis is unreachable; only keys with \"on_redis_failure\": \"local\" are served.")
         }
         let queues = record.plan.overflow == .queue
         let decision = limits.degraded.check(
-            key: record.id, policies: policies, cost: cost, horizon: queues ? .zero : horizon, replicas: limits.heartbeat.liveReplicas)
+            key: call.key, policies: call.policies, cost: cost, horizon: queues ? .zero : horizon, replicas: limits.heartbeat.liveReplicas)
         metrics.recordDecision(decision, duration: .zero)
         if queues, !decision.isAllowed, decision.retryAfter != nil {
             var problem = Problem.unavailable("Redis is unreachable: requests over this key's limit cannot be queued now.")

@@ -8,7 +8,7 @@ import SluiceLimiter
 /// headers of draft-ietf-httpapi-ratelimit-headers-10.
 extension Admission {
     static func rateLimitDetail(_ decision: Decision) -> String {
-        refusalText(decision.policy.name).detail
+        refusalText(decision.policy.displayName).detail
     }
 
     /// Per policy name, the texts of its refusals, made once: a flood of 429s then builds no
@@ -30,14 +30,14 @@ extension Admission {
         let extra: Duration = jitter > 0 ? .milliseconds(Int64(Double.random(in: 0...jitter) * 1000)) : .zero
         var problem = Problem(
             status: .tooManyRequests, type: Self.quotaExceeded, title: "Too many requests", detail: detail,
-            policy: decision.policy.name, retryAfter: Self.wholeSeconds(wait + extra)
+            policy: decision.policy.displayName, retryAfter: Self.wholeSeconds(wait + extra)
         )
         let violated = decision.states.count { $0.retryAfter != nil }
-        if violated == 1, decision.states.first(where: { $0.retryAfter != nil })?.policy.name == decision.policy.name {
+        if violated == 1, decision.states.first(where: { $0.retryAfter != nil })?.policy == decision.policy {
             // The deciding policy alone (the usual refusal): its cached one-name array.
-            problem.violatedPolicies = Self.refusalText(decision.policy.name).violated
+            problem.violatedPolicies = Self.refusalText(decision.policy.displayName).violated
         } else {
-            problem.violatedPolicies = decision.states.compactMap { $0.retryAfter != nil ? $0.policy.name : nil }
+            problem.violatedPolicies = decision.states.compactMap { $0.retryAfter != nil ? $0.policy.displayName : nil }
         }
         Self.appendHeaders(for: decision, to: &problem.headers)
         return problem
@@ -68,12 +68,12 @@ extension Admission {
         for (index, entry) in decision.states.enumerated() {
             if index > 0 { state += ", " }
             state += "\""
-            state += entry.policy.name
+            state += entry.policy.displayName
             state += "\";r="
             state += String(entry.remaining)
             state += ";t="
             state += String(wholeSeconds(entry.resetAfter, minimum: 0))
-            state += pk
+            state += partitionKeyParameter(of: entry.policy, limiterKey: pk)
         }
         fields.append(HTTPField(name: .rateLimitPolicy, value: policyField))
         fields.append(HTTPField(name: .rateLimit, value: state))
@@ -93,12 +93,12 @@ extension Admission {
         for (index, entry) in states.enumerated() {
             if index > 0 { field += ", " }
             field += "\""
-            field += entry.policy.name
+            field += entry.policy.displayName
             field += "\";q="
             field += String(entry.policy.burst)
             field += ";w="
             field += String(wholeSeconds(entry.policy.period, minimum: 1))
-            field += pk
+            field += partitionKeyParameter(of: entry.policy, limiterKey: pk)
         }
         return field
     }
@@ -141,6 +141,14 @@ extension Admission {
         let parameter = ";pk=:" + partitionKey(key) + ":"
         keyTexts.set(key, KeyTexts(partitionKey: parameter))
         return parameter
+    }
+
+    /// A policy's `pk`: the limiter key's (`limiterKey`, already a parameter), except for a policy
+    /// a tenant's key owns alone, whose partition is the key's own: a tenant's policies name the
+    /// tenant's partition, so a client sees which budget is shared.
+    private static func partitionKeyParameter(of policy: Policy, limiterKey: String) -> String {
+        guard case .key(let id) = policy.owner else { return limiterKey }
+        return partitionKeyParameter(id)
     }
 
     /// Rounded up, and never below `minimum` (`Retry-After: 0` would invite an immediate retry).

@@ -19,6 +19,8 @@ struct KeySpec: Decodable {
     var retry_after_jitter: Double?
     var max_in_flight: Int?
     var expires_at: Date?
+    /// The tenant whose budgets the key shares; `""` (in a PATCH) takes the key out of its tenant.
+    var tenant: String?
 
     /// Control characters (NUL, BEL, …) and bidirectional overrides (U+202E turns `txt.exe` into
     /// `exe.txt` on screen) have no place in a key's name: logs and admin screens show it.
@@ -31,7 +33,7 @@ struct KeySpec: Decodable {
     /// anything else is refused.
     static let shape: BodyShape = {
         var fields: [String: BodyShape] = [
-            "name": .value, "scopes": .value, "output": .value, "expires_at": .value,
+            "name": .value, "scopes": .value, "output": .value, "expires_at": .value, "tenant": .value,
             "policies": .array(of: .object(["name": .value, "rate": .integer, "period": .value, "burst": .integer, "mode": .value])),
         ]
         for setting in KeySetting.all { fields[setting.field] = setting.kind == .integer ? .integer : .value }
@@ -47,25 +49,11 @@ struct KeySpec: Decodable {
     /// Every rule a key's settings must meet, at creation and after a change.
     func validate() throws(Problem) {
         let spec = self
-        var errors: [Problem.FieldError] = []
-        // Counted in code points, as JSON Schema's maxLength counts (openapi.yaml).
-        if spec.name.isEmpty || spec.name.unicodeScalars.count > 64 || spec.name.unicodeScalars.contains(where: Self.isInvisible) {
-            errors.append(.init(pointer: "/name", detail: "1-64 characters, none of them control or bidirectional-override characters"))
-        }
+        var errors = Self.nameErrors(spec.name)
         if spec.scopes.isEmpty { errors.append(.init(pointer: "/scopes", detail: "at least one scope")) }
-        for (index, policy) in (spec.policies ?? []).enumerated() {
-            if let problem = policy.validationError { errors.append(.init(pointer: "/policies/\(index)", detail: problem)) }
-        }
-        if let policies = spec.policies,
-            policies.isEmpty || Set(policies.map(\.name)).count != policies.count
-                || policies.contains(where: { Admission.reservedPolicyNames.contains($0.name) })
-        {
-            errors.append(.init(
-                pointer: "/policies",
-                detail: "1 or more policies with unique names other than \(Admission.reservedPolicyNames.sorted().map { "'\($0)'" }.joined(separator: ", ")) (Sluice's own)"))
-        }
-        if let policies = spec.policies, !policies.isEmpty, policies.allSatisfy({ $0.mode == .shadow }), spec.quota_per_day == nil {
-            errors.append(.init(pointer: "/policies", detail: "at least one policy must be enforced (\"mode\": \"shadow\" only tries a policy)"))
+        errors += Self.policyErrors(spec.policies, quotaPerDay: spec.quota_per_day)
+        if let tenant = spec.tenant, !tenant.isEmpty, !TenantRecord.isValidID(tenant) {
+            errors.append(.init(pointer: "/tenant", detail: Self.noSuchTenant))
         }
         let overflow = spec.overflow ?? .reject
         check(KeySetting.quotaPerDay, spec.quota_per_day.map(Double.init), overflow, &errors)
@@ -79,6 +67,35 @@ struct KeySpec: Decodable {
         check(KeySetting.retryAfterJitter, spec.retry_after_jitter, overflow, &errors)
         if let expiry = spec.expires_at, expiry <= Date() { errors.append(.init(pointer: "/expires_at", detail: "must be in the future")) }
         guard errors.isEmpty else { throw Problem.invalid(errors) }
+    }
+
+    static let noSuchTenant = "no such tenant"
+
+    /// A key's or a tenant's name: counted in code points, as JSON Schema's maxLength counts (openapi.yaml).
+    static func nameErrors(_ name: String) -> [Problem.FieldError] {
+        guard name.isEmpty || name.unicodeScalars.count > 64 || name.unicodeScalars.contains(where: isInvisible) else { return [] }
+        return [.init(pointer: "/name", detail: "1-64 characters, none of them control or bidirectional-override characters")]
+    }
+
+    /// The rules a key's or a tenant's policies meet: each valid, names unique and not Sluice's
+    /// own, at least one enforced unless a daily quota is given.
+    static func policyErrors(_ policies: [Policy]?, quotaPerDay: Int?) -> [Problem.FieldError] {
+        var errors: [Problem.FieldError] = []
+        for (index, policy) in (policies ?? []).enumerated() {
+            if let problem = policy.validationError { errors.append(.init(pointer: "/policies/\(index)", detail: problem)) }
+        }
+        if let policies,
+            policies.isEmpty || Set(policies.map(\.name)).count != policies.count
+                || policies.contains(where: { Admission.reservedPolicyNames.contains($0.name) })
+        {
+            errors.append(.init(
+                pointer: "/policies",
+                detail: "1 or more policies with unique names other than \(Admission.reservedPolicyNames.sorted().map { "'\($0)'" }.joined(separator: ", ")) (Sluice's own)"))
+        }
+        if let policies, !policies.isEmpty, policies.allSatisfy({ $0.mode == .shadow }), quotaPerDay == nil {
+            errors.append(.init(pointer: "/policies", detail: "at least one policy must be enforced (\"mode\": \"shadow\" only tries a policy)"))
+        }
+        return errors
     }
 
     /// A numeric setting given: within its declared bounds, and with an overflow mode it goes with.
@@ -106,6 +123,7 @@ struct KeyPatchSpec: Decodable {
     var retry_after_jitter: Double?
     var max_in_flight: Int?
     var expires_at: Date?
+    var tenant: String?
 
     static func decode(_ body: [UInt8]) throws(Problem) -> KeyPatchSpec {
         try StrictBody.decode(KeyPatchSpec.self, from: body, shape: KeySpec.shape)
@@ -122,7 +140,8 @@ struct KeyPatchSpec: Decodable {
             max_delay: max_delay ?? (kept ? plan.maxDelay : nil), max_queue_delay: max_queue_delay ?? (kept ? plan.maxQueueDelay : nil),
             max_depth: max_depth ?? (kept ? plan.maxDepth : nil), output: output ?? record.output,
             on_redis_failure: on_redis_failure ?? plan.onRedisFailure, retry_after_jitter: retry_after_jitter ?? plan.retryAfterJitter,
-            max_in_flight: max_in_flight ?? plan.maxInFlight, expires_at: expires_at ?? record.expiresAt)
+            max_in_flight: max_in_flight ?? plan.maxInFlight, expires_at: expires_at ?? record.expiresAt,
+            tenant: tenant ?? record.tenant)
         try spec.validate()
         return spec
     }
@@ -139,6 +158,7 @@ extension KeyRecord {
             retryAfterJitter: spec.retry_after_jitter, maxInFlight: spec.max_in_flight, onRedisFailure: spec.on_redis_failure)
         output = spec.output
         expiresAt = spec.expires_at
+        tenant = spec.tenant.flatMap { $0.isEmpty ? nil : $0 }
     }
 }
 
@@ -173,6 +193,7 @@ struct KeyView: Encodable {
     var retry_after_jitter: Double
     var max_in_flight: Int?
     var expires_at: Date?
+    var tenant: String?
     var created_at: Date
     var key: String?
 
@@ -194,6 +215,7 @@ struct KeyView: Encodable {
         retry_after_jitter = plan.effectiveRetryAfterJitter
         max_in_flight = plan.maxInFlight
         expires_at = record.expiresAt
+        tenant = record.tenant
         created_at = record.createdAt
         self.key = key?.revealed
     }

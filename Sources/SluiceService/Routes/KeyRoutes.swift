@@ -3,14 +3,18 @@ import Hummingbird
 import SluiceAuth
 import SluiceCore
 import SluiceLimiter
+import SluiceRedis
 
 /// `/v1/keys`: keys created, listed, shown, changed, rotated and revoked (scope `admin`). Every
 /// change is announced to every replica by the key store; this replica forgets its copy at once.
 struct KeyRoutes {
     let admission: Admission
     let keys: KeyStore
+    let tenants: TenantStore
     /// Forgets this replica's cached copy of a changed key at once (others hear of it by pub/sub).
     let authenticator: KeyAuthenticator
+    /// Moves a key's limiter state when it changes tenant.
+    let limiter: RateLimiter
     let metrics: ServiceMetrics
 
     var collection: RouteCollection<SluiceRequestContext> {
@@ -20,6 +24,7 @@ struct KeyRoutes {
                 let body = try await request.collectedBody(limit: context.maxUploadSize)
                 guard request.mediaType == "application/json" else { throw Problem.unsupportedMediaType(["application/json"]) }
                 let spec = try KeySpec.decode(body)
+                try await checkTenant(spec.tenant, context)
                 let key = APIKey.generate()
                 var record = KeyRecord(id: key.id, name: spec.name, scopes: spec.scopes, secrets: [.init(hash: key.hash)])
                 record.apply(spec)
@@ -81,8 +86,11 @@ struct KeyRoutes {
                     throw Problem.unsupportedMediaType(["application/json", "application/merge-patch+json"])
                 }
                 let spec = try KeyPatchSpec.decode(body).applied(to: record)
+                try await checkTenant(spec.tenant, context)
+                let before = record
                 record.apply(spec)
                 guard try await storeCall(context, { try await keys.update(record) }) else { throw Problem.notFound("No such key.") }
+                if before.tenant != record.tenant { try await moveLimiterState(of: before, to: record, context) }
                 authenticator.invalidate(record.id)
                 return try Response.json(KeyView(record))
             }
@@ -95,6 +103,37 @@ struct KeyRoutes {
             throw Problem.notFound("No such key.")
         }
         return record
+    }
+
+    /// A tenant named by a key body must exist (`""` names none).
+    private func checkTenant(_ tenant: String?, _ context: SluiceRequestContext) async throws {
+        guard let tenant, !tenant.isEmpty else { return }
+        guard try await storeCall(context, { try await tenants.get(tenant) }) != nil else {
+            throw Problem.invalid([.init(pointer: "/tenant", detail: KeySpec.noSuchTenant)])
+        }
+    }
+
+    /// A key moved into, out of or between tenants keeps its own limiter state: each policy's
+    /// TAT is copied from the old limiter key's slot to the new one's (the later of the two, if
+    /// both exist) and the old one deleted. Not atomic across the two slots: a request decided
+    /// meanwhile under the old name may be forgotten, at most one burst (a move is an admin's
+    /// rare act).
+    private func moveLimiterState(of before: KeyRecord, to after: KeyRecord, _ context: SluiceRequestContext) async throws {
+        func name(_ record: KeyRecord, _ policy: Policy) -> String {
+            guard let tenant = record.tenant else { return limiter.redisKey(for: record.id, policy: policy) }
+            return limiter.redisKey(for: TenantRecord.limiterKey(tenant), policy: policy.owned(by: .key(record.id)))
+        }
+        for policy in before.plan.limiterPolicies + before.plan.shadowPolicies {
+            let (from, to) = (name(before, policy), name(after, policy))
+            try await storeCall(context) {
+                let moved = try await limiter.client.send(RedisCommand("GET", from)).string.flatMap { Int64($0) }
+                let present = try await limiter.client.send(RedisCommand("GET", to)).string.flatMap { Int64($0) }
+                if let tat = [moved, present].compactMap({ $0 }).max(), moved != nil {
+                    _ = try await limiter.client.send(RedisCommand("SET", to, String(tat), "PXAT", String(tat / 1000)))
+                }
+                _ = try await limiter.client.send(RedisCommand("DEL", from))
+            }
+        }
     }
 
     private func storeCall<T>(_ context: SluiceRequestContext, _ call: () async throws -> T) async throws(Problem) -> T {
