@@ -145,11 +145,6 @@ public struct Problem: HTTPResponseError, Sendable {
         return problem
     }
 
-    /// A key that may no longer be used (its tenant is gone).
-    static func forbidden(detail: String) -> Problem {
-        Problem(status: .forbidden, type: "/problems/forbidden", title: "Forbidden", detail: detail)
-    }
-
     static func notFound(_ detail: String) -> Problem {
         Problem(status: .notFound, type: "/problems/not-found", title: "Not found", detail: detail)
     }

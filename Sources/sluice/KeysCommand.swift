@@ -52,6 +52,9 @@ struct KeysCommand: AsyncParsableCommand {
         @Option(help: "RFC 3339 time the key stops working.")
         var expiresAt: String?
 
+        @Option(help: "The tenant whose budgets the key shares (`sluice tenants`); \"\" takes it out of its tenant.")
+        var tenant: String?
+
         /// The JSON fields given, checked locally only for shape (the API checks the rest).
         func fields() throws(AdminCommandError) -> [String: Any] {
             var fields: [String: Any] = [:]
@@ -68,6 +71,7 @@ struct KeysCommand: AsyncParsableCommand {
             if let retryAfterJitter { fields[KeySetting.retryAfterJitter.field] = retryAfterJitter }
             if let maxInFlight { fields[KeySetting.maxInFlight.field] = maxInFlight }
             if let expiresAt { fields["expires_at"] = expiresAt }
+            if let tenant { fields["tenant"] = tenant }
             return fields
         }
 
@@ -196,9 +200,10 @@ struct KeysCommand: AsyncParsableCommand {
     }
 
     static func printKeys(_ keys: [[String: Any]]) {
-        printTable(["ID", "NAME", "SCOPES", "POLICIES", "OVERFLOW", "ON REDIS FAILURE", "EXPIRES"], keys.map { key in
+        printTable(["ID", "NAME", "SCOPES", "POLICIES", "OVERFLOW", "ON REDIS FAILURE", "TENANT", "EXPIRES"], keys.map { key in
             [key["id"] as? String ?? "", key["name"] as? String ?? "", (key["scopes"] as? [String] ?? []).joined(separator: ","),
-             policies(key), key["overflow"] as? String ?? "", key["on_redis_failure"] as? String ?? "", key["expires_at"] as? String ?? "-"]
+             policies(key), key["overflow"] as? String ?? "", key["on_redis_failure"] as? String ?? "", key["tenant"] as? String ?? "-",
+             key["expires_at"] as? String ?? "-"]
         })
     }
 

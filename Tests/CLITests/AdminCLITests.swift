@@ -2,9 +2,34 @@ import Foundation
 import SluiceTestSupport
 import Testing
 
-/// `sluice keys` and `sluice models` against a live replica, as an operator runs them.
+/// `sluice keys`, `sluice tenants` and `sluice models` against a live replica, as an operator runs them.
 @Suite("sluice keys and sluice models", .serialized)
 struct AdminCLITests {
+    @Test func operatorsManageTenantsAndTheirKeys() async throws {
+        let cluster = try await Cluster()
+        func cli(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            try runCommand(
+                [ServiceProcess.binary] + arguments + ["--url", cluster.url], environment: ["SLUICE_ADMIN_KEY": cluster.adminKey, "SLUICE_ADMIN_KEY_FILE": ""])
+        }
+        let created = try cli(["tenants", "create", "--name", "acme", "--policy", "minute:rate=100,period=60,burst=10", "--json"])
+        let tenant = try #require((try JSONSerialization.jsonObject(with: Data(created.output.utf8)) as? [String: Any])?["id"] as? String, "\(created.output)")
+        let key = try cli(["keys", "create", "--name", "acme prod", "--scope", "predict", "--tenant", tenant, "--json"])
+        let keyID = try #require((try JSONSerialization.jsonObject(with: Data(key.output.utf8)) as? [String: Any])?["id"] as? String, "\(key.output)")
+        let list = try cli(["tenants", "list"])
+        #expect(list.status == 0 && list.output.contains(tenant) && list.output.contains("minute 100/60"), "\(list.output)")
+        #expect(try cli(["keys", "list"]).output.contains(tenant), "the keys table names each key's tenant")
+        let shown = try cli(["tenants", "show", tenant])
+        #expect(shown.status == 0 && shown.output.contains("keys: \(keyID)"), "\(shown.output)")
+        let updated = try cli(["tenants", "update", tenant, "--quota-per-day", "5000"])
+        #expect(updated.status == 0 && updated.output.contains("quota_per_day: 5000"), "\(updated.output)")
+        let refused = try cli(["tenants", "delete", tenant])
+        #expect(refused.status == 1 && refused.output.contains("cascade"), "a tenant with keys: \(refused.output)")
+        #expect(try cli(["tenants", "create", "--name", "no budget"]).status == 1, "a tenant needs policies or a quota")
+        #expect(try cli(["tenants", "show", "acme"]).status == 2, "not a tenant id")
+        #expect(try cli(["tenants", "delete", tenant, "--cascade"]).status == 0)
+        #expect(try cli(["keys", "show", keyID]).status == 1, "revoked with its tenant")
+    }
+
     @Test func operatorsManageKeysAndModelsWithoutCurl() async throws {
         let cluster = try await Cluster()
         func cli(_ arguments: [String], key: String? = nil, url: String? = nil) throws -> (status: Int32, output: String) {

@@ -61,7 +61,7 @@ struct KeySettingTests {
     }
 
     @Test func everySettingOfTheSchemasIsDeclared() {
-        let record: Set = ["name", "scopes", "policies", "output", "expires_at"]
+        let record: Set = ["name", "scopes", "policies", "output", "expires_at", "tenant"]
         let declared = Set(KeySetting.all.map(\.field))
         #expect(Set(Self.properties("KeyPatch").keys).subtracting(record) == declared)
         let shown = Set(((Self.schemas["Key"] as! [String: Any])["properties"] as! [String: Any]).keys)

@@ -38,9 +38,9 @@ extension Admission {
             if record.servedWhenRedisFails { return nil }
             throw Problem.storeFailure("tenant store", cause: error, metrics: metrics, logger: logger)
         }
-        // Deleting a tenant revokes or refuses its keys: a key left without one is refused, not
-        // served without the budget it was given.
-        guard let tenant else { throw Problem.forbidden(detail: "This key's tenant no longer exists.") }
+        // Deleting a tenant revokes its keys or is refused: a key left without one (a race) is
+        // refused as revoked, never served without the budget it was given.
+        guard let tenant else { throw Problem.unauthorized("This key's tenant no longer exists.", invalidToken: true) }
         return tenant
     }
 
