@@ -1,7 +1,8 @@
 -- GCRA (generic cell rate algorithm) rate limiter, all-or-nothing over one or more policies.
 --
 -- Contract:
---   KEYS[i]              limiter key of policy i, i = 1..n (n >= 1)
+--   KEYS[i]              limiter key of policy i, i = 1..n (n >= 1); with usage metering (below),
+--                        usage hashes follow them
 --   ARGV[2i-1], ARGV[2i] policy i's charge and allowance, integer microseconds in hexadecimal:
 --                        charge = emission interval (period / rate) x cost (0 only inspects,
 --                        writing nothing); allowance = interval x burst (the GCRA tolerance),
@@ -38,7 +39,20 @@
 -- sign wraps to above 2^63), so a range check is all that is left.
 
 local n = #KEYS
-if n < 1 or #ARGV ~= 2 * n then
+-- Usage metering (optional): an odd last argument "u:<cost>:<flags>" asks the script to count the
+-- decision in the hashes after the n policy keys (KEYS[n+1..]), in the same atomic call: per hour
+-- of Redis' clock (h = hours since the epoch), field "<h>:a" (admitted requests) and "<h>:c"
+-- (their cost) when admitted, "<h>:q" when a quota policy (flags: one '1' or '0' per policy, '1'
+-- for a daily quota) refused it, else "<h>:r". A hash's first count in an hour sets it to expire
+-- 35 days later.
+local usage
+if #ARGV % 2 == 1 then
+  usage = ARGV[#ARGV]
+  n = (#ARGV - 1) / 2
+  if n < 1 or n >= #KEYS or string.sub(usage, 1, 2) ~= 'u:' then
+    return redis.error_reply('ERR gcra: usage takes "u:<cost>:<flags>" and one usage key or more after the policy keys')
+  end
+elseif n < 1 or #ARGV ~= 2 * n then
   return redis.error_reply('ERR gcra: 2 arguments (charge, allowance) per key are required')
 end
 -- Bound on every offset in microseconds (2^51), keeping now + offsets exact as doubles (< 2^53).
@@ -78,6 +92,28 @@ if admitted and charged then
   for i = 1, n do
     local text = tats[i]
     redis.call('SET', KEYS[i], text, 'PXAT', sub(text, 1, -4))
+  end
+end
+if usage then
+  local cost, flags = string.match(usage, '^u:(%d+):([01]*)$')
+  if not cost or #flags ~= n then return redis.error_reply('ERR gcra: usage takes "u:<cost>:<flags>", one flag per policy') end
+  local hour = format('%d', math.floor(time[1] / 3600))
+  local counts
+  if admitted then
+    counts = { hour .. ':a', 1, hour .. ':c', tonumber(cost) }
+  else
+    local reason = 'r'
+    for i = 1, n do
+      if string.sub(flags, i, i) == '1' and tonumber(tats[i]) - tonumber(ARGV[2 * i], 16) > now then reason = 'q' end
+    end
+    counts = { hour .. ':' .. reason, 1 }
+  end
+  for k = n + 1, #KEYS do
+    local first = false
+    for j = 1, #counts, 2 do
+      if redis.call('HINCRBY', KEYS[k], counts[j], counts[j + 1]) == counts[j + 1] then first = true end
+    end
+    if first then redis.call('EXPIRE', KEYS[k], 3024000) end
   end
 end
 return (admitted and '1 ' or '0 ') .. time[1] .. ' ' .. time[2] .. ' ' .. (n == 1 and tats[1] or table.concat(tats, ' '))

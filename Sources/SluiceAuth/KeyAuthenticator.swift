@@ -117,6 +117,12 @@ public final class KeyAuthenticator: Sendable {
         return record
     }
 
+    /// The record of `id` this replica has cached, however old; `nil` when it has none (an id it
+    /// never saw is not looked up).
+    public func knownRecord(id: String) -> KeyRecord? {
+        cache.withLock { $0.found[id]?.record }
+    }
+
     /// True when this replica knows a key it would serve while Redis is unreachable.
     public var knowsKeysServedWhenRedisFails: Bool {
         cache.withLock { $0.found.values.contains { $0.record?.servedWhenRedisFails == true } }

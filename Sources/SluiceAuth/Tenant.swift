@@ -69,22 +69,33 @@ public struct TenantRecord: Sendable, Codable, Equatable {
 public struct LimiterCall: Sendable {
     public var key: String
     public var policies: [Policy]
+    /// Where the decision is counted for usage metering (``RateLimiter/check(key:policies:cost:horizon:usage:)``):
+    /// the key's hash, and its tenant's.
+    public var usage: [String]
 
-    public init(key: String, policies: [Policy]) {
+    public init(key: String, policies: [Policy], usage: [String] = []) {
         self.key = key
         self.policies = policies
+        self.usage = usage
     }
 
     /// `record`'s enforced policies (and quota), with its tenant's when it has one, plus `extra`
-    /// (owned by the key).
+    /// (owned by the key); counted for usage.
     public init(_ record: KeyRecord, tenant: TenantRecord?, extra: [Policy] = []) {
         guard let tenant else {
-            self.init(key: record.id, policies: extra.isEmpty ? record.plan.limiterPolicies : record.plan.limiterPolicies + extra)
+            self.init(
+                key: record.id, policies: extra.isEmpty ? record.plan.limiterPolicies : record.plan.limiterPolicies + extra, usage: Self.ownUsage)
             return
         }
         let owner = Policy.Owner.key(record.id)
         var policies = (record.plan.limiterPolicies + extra).map { $0.owned(by: owner) }
         policies += tenant.plan.limiterPolicies.map { $0.owned(by: .tenant) }
-        self.init(key: tenant.limiterKey, policies: policies)
+        self.init(key: tenant.limiterKey, policies: policies, usage: Self.usageTags(keyID: record.id))
     }
+
+    /// A key without a tenant is counted under its own limiter key.
+    static let ownUsage = [""]
+
+    /// A tenant's key is counted under the tenant's limiter key twice: as itself and as the tenant.
+    public static func usageTags(keyID: String) -> [String] { ["k:" + keyID, "t"] }
 }

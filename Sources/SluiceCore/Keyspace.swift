@@ -31,6 +31,11 @@ public enum Keyspace {
     public static func rateLimit(_ key: String, policy: String, namespace: String = rateLimits) -> String {
         "\(namespace):{\(key)}:\(policy)"
     }
+    /// Usage metering: one hash per limiter key, owner tag (`""`: the limiter key itself; `k:<key
+    /// id>` and `t` under a tenant's) and UTC day (days since the epoch), with counts per hour.
+    public static func usage(_ key: String, tag: String, day: Int) -> String {
+        tag.isEmpty ? "sluice:usage:{\(key)}:\(day)" : "sluice:usage:{\(key)}:\(tag):\(day)"
+    }
     /// `max_in_flight`: the leases of one key's requests in flight (a sorted set by deadline).
     public static func inFlight(_ key: String) -> String { "sluice:inflight:{\(key)}" }
     /// Live replicas (a sorted set by heartbeat deadline).

@@ -68,8 +68,11 @@ public struct Policy: Sendable, Hashable, Codable {
         self.burst = burst ?? rate
     }
 
+    /// The name of a key's (or tenant's) daily quota, `quota_per_day`.
+    public static let dailyName = "daily"
+
     /// A rolling 24-hour quota of `limit` requests.
-    public static func daily(_ limit: Int, name: String = "daily") -> Policy {
+    public static func daily(_ limit: Int, name: String = dailyName) -> Policy {
         Policy(name: name, rate: limit, period: .seconds(86_400), burst: limit)
     }
 

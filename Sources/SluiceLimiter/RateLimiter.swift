@@ -24,16 +24,29 @@ public struct RateLimiter: Sendable {
         self.localDenial = localDenial
     }
 
-    /// The limiter keys made lately (``limiterKeys(for:policies:)``), per limiter key; shared by
-    /// the copies of this limiter.
-    private let keyNames = SharedLRUCache<String, (policies: [String], keys: [String])>(capacity: 4096)
+    /// The Redis keys of a call made lately (``callKeys(for:policies:usage:)``), per limiter key;
+    /// shared by the copies of this limiter.
+    private let keyNames = SharedLRUCache<String, CallKeys>(capacity: 4096)
+
+    private struct CallKeys {
+        var policies: [String]
+        var usage: [String]
+        var day: Int
+        var keys: [String]
+    }
 
     /// Checks `cost` requests for `key` against every policy; admits and charges all of them, or none.
     ///
     /// A cost of 0 inspects the state without changing it. With a `horizon`, a request that would
     /// be denied but whose slot comes within the horizon is reserved instead: charged exactly like
     /// an admission, with ``Decision/delay`` saying when to serve it.
-    public func check(key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero) async throws(RateLimitError) -> Decision {
+    ///
+    /// With `usage`, the same call counts the decision for usage metering (see `lua/gcra.lua`): in
+    /// one hash per tag (`""`: the limiter key itself; `k:<id>`, `t` under a tenant's) and UTC day,
+    /// at `sluice:usage:{<key>}[:<tag>]:<day>`.
+    public func check(
+        key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero, usage: [String] = []
+    ) async throws(RateLimitError) -> Decision {
         try validate(key: key, policies: policies, cost: cost)
         guard horizon >= .zero else { throw .invalidArguments("horizon must be >= 0") }
         var leading = false
@@ -53,8 +66,9 @@ public struct RateLimiter: Sendable {
         }
         defer { if leading { localDenial?.finish(key) } }
         let sentAt = ContinuousClock.now
-        let keys = limiterKeys(for: key, policies: policies)
-        let arguments = Self.arguments(policies: policies, cost: cost, horizon: horizon)
+        let keys = callKeys(for: key, policies: policies, usage: usage)
+        var arguments = Self.arguments(policies: policies, cost: cost, horizon: horizon)
+        if !usage.isEmpty { arguments.append(Self.usageArgument(policies: policies, cost: cost)) }
         let reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments, failing: RateLimitError.self)
         var decision = try Self.decode(reply, policies: policies, cost: cost)
         decision.key = key
@@ -75,14 +89,24 @@ public struct RateLimiter: Sendable {
         _ = try await client.send(RedisCommand("DEL", policies.map { redisKey(for: key, policy: $0) }), failing: RateLimitError.self)
     }
 
-    /// The Redis keys of `policies` for `key`, made once per key and policy set: a limiter call
-    /// then builds no key strings of its own.
-    private func limiterKeys(for key: String, policies: [Policy]) -> [String] {
+    /// The Redis keys of a call: `policies`' for `key`, then the usage hashes of today; made once
+    /// per key, policy set and day, so that a limiter call builds no key strings of its own.
+    private func callKeys(for key: String, policies: [Policy], usage: [String]) -> [String] {
+        let day = usage.isEmpty ? 0 : UsageDay.today()
         let known = keyNames.get(key)
-        if let known, known.policies.elementsEqual(policies, by: { $0 == $1.stateName }) { return known.keys }
-        let keys = policies.map { redisKey(for: key, policy: $0) }
-        keyNames.set(key, (policies.map(\.stateName), keys))
+        if let known, known.day == day, known.usage == usage, known.policies.elementsEqual(policies, by: { $0 == $1.stateName }) {
+            return known.keys
+        }
+        let keys = policies.map { redisKey(for: key, policy: $0) } + usage.map { Keyspace.usage(key, tag: $0, day: day) }
+        keyNames.set(key, CallKeys(policies: policies.map(\.stateName), usage: usage, day: day, keys: keys))
         return keys
+    }
+
+    /// `u:<cost>:<flags>`: usage metering's argument, a flag per policy, `1` for a daily quota.
+    static func usageArgument(policies: [Policy], cost: Int) -> String {
+        var argument = "u:" + String(cost) + ":"
+        for policy in policies { argument += policy.name == Policy.dailyName ? "1" : "0" }
+        return argument
     }
 
     /// The Redis key holding one policy's state for `key`.

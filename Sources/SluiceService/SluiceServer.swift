@@ -42,6 +42,7 @@ public struct SluiceServer: Sendable {
             limiter: RateLimiter(
                 client: redis, localDenial: configuration.localDenyEntries > 0 ? LocalDenial(capacity: configuration.localDenyEntries) : nil),
             tenants: TenantDirectory(store: tenants, lifetime: configuration.keyCacheLifetime),
+            usage: UsageMeter(),
             failedAuthPolicy: configuration.failedAuthPolicy,
             trainingPolicy: configuration.trainingPolicy,
             breaker: CircuitBreaker { state in
@@ -89,6 +90,8 @@ public struct SluiceServer: Sendable {
         router.addRoutes(
             KeyRoutes(admission: admission, keys: keys, tenants: tenants, authenticator: authenticator, limiter: limits.limiter, metrics: metrics)
                 .collection)
+        router.addRoutes(
+            UsageRoutes(admission: admission, keys: keys, tenants: tenants, reader: UsageReader(client: redis), metrics: metrics).collection)
         router.addRoutes(TenantRoutes(admission: admission, tenants: tenants, keys: keys, authenticator: authenticator, metrics: metrics).collection)
         router.addRoutes(JobRoutes(admission: admission, jobs: jobs, metrics: metrics).collection)
         router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
@@ -104,6 +107,7 @@ public struct SluiceServer: Sendable {
                 models: models, logger: logger),
             HeartbeatService(heartbeat: limits.heartbeat, redis: redis, breaker: limits.breaker, logger: logger),
             ChargeBackService(degraded: limits.degraded, limiter: limits.limiter, breaker: limits.breaker, logger: logger),
+            UsageFlushService(usage: limits.usage, redis: redis, logger: logger),
             SecretWatcher(
                 secrets: reloadableSecrets, interval: configuration.secretsPollInterval, logger: logger,
                 onOutcome: { metrics.process.recordSecretReload(secret: $0, outcome: $1.rawValue) }),

@@ -9,6 +9,8 @@ struct AdmissionLimits: Sendable {
     let limiter: RateLimiter
     /// The tenants whose budgets their keys share (cached like key records).
     let tenants: TenantDirectory
+    /// Usage counts of what is decided without `gcra.lua` (which counts its own decisions).
+    let usage: UsageMeter
     /// Failed authentication is limited per client address, so that guessing keys is throttled
     /// (``ServiceConfiguration/failedAuthPolicy``).
     let failedAuthPolicy: Policy

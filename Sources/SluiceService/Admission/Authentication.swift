@@ -34,13 +34,16 @@ extension Admission {
                 throw Problem.storeFailure("key store", cause: cause, metrics: metrics, logger: context.logger)
             }
             metrics.authFailures.increment()
+            // A real key with a wrong or outdated secret, or expired, counts against its usage; a
+            // made-up id writes nothing (no Redis hash per guess).
+            if let id = presented.flatMap(APIKey.init)?.id, let known = authenticator.knownRecord(id: id) { countDenial(.auth, of: known) }
             let decision: Decision
             let client = clientKey
             if let throttled = limits.limiter.provenDenial(key: client, policies: [limits.failedAuthPolicy]) {
                 metrics.recordDecision(throttled, duration: .zero)
                 decision = throttled
             } else {
-                decision = try await askLimiter(key: client, policies: [limits.failedAuthPolicy], cost: 1, logger: context.logger)
+                decision = try await askLimiter(LimiterCall(key: client, policies: [limits.failedAuthPolicy]), cost: 1, logger: context.logger)
             }
             if !decision.isAllowed {
                 throw Self.rateLimited(decision, detail: "Too many failed authentication attempts from this address.")

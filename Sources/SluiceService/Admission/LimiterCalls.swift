@@ -52,11 +52,12 @@ extension Admission {
             decision = try decideDegraded(record, call, cost: cost, horizon: horizon)
         } else {
             do {
-                decision = try await askLimiter(key: call.key, policies: call.policies, cost: cost, horizon: horizon, logger: logger)
+                decision = try await askLimiter(call, cost: cost, horizon: horizon, logger: logger)
             } catch let problem as Problem where problem.status == .serviceUnavailable && record.servedWhenRedisFails {
                 decision = try decideDegraded(record, call, cost: cost, horizon: horizon)
             }
         }
+        limits.usage.record(decision, key: call.key, usage: call.usage, cost: cost)
         guard decision.isAllowed else {
             if decision.retryAfter == nil {
                 var problem = Problem.invalid(
@@ -91,6 +92,7 @@ extension Admission {
         case .acquired(let lease, _):
             return lease
         case .refused(let held, _):
+            countDenial(.concurrency, of: record)
             var problem = Problem(
                 status: .tooManyRequests, type: Self.concurrencyExceeded, title: "Too many requests in flight",
                 detail: "This key already has \(held) requests in flight (max_in_flight \(limit)); retry when one has finished.",
@@ -150,7 +152,18 @@ extension Admission {
             decision.retryAfter != nil
         else { return nil }
         metrics.recordDecision(decision, duration: .zero)
+        limits.usage.record(decision, key: call.key, usage: call.usage, cost: 1)
         return Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.effectiveRetryAfterJitter)
+    }
+
+    /// Counts a refusal the limiter did not decide (`max_in_flight`, authentication) for `record`'s
+    /// usage, and its tenant's.
+    func countDenial(_ count: UsageMeter.Count, of record: KeyRecord) {
+        if let tenant = record.tenant {
+            limits.usage.recordDenial(count, key: TenantRecord.limiterKey(tenant), usage: LimiterCall.usageTags(keyID: record.id))
+        } else {
+            limits.usage.recordDenial(count, key: record.id, usage: [""])
+        }
     }
 
     /// Degraded mode: the replica's own limiter at its share of the key's limits. `queue` keys
@@ -171,10 +184,10 @@ extension Admission {
         return decision
     }
 
-    func askLimiter(key: String, policies: [Policy], cost: Int, horizon: Duration = .zero, logger: Logger) async throws -> Decision {
+    func askLimiter(_ call: LimiterCall, cost: Int, horizon: Duration = .zero, logger: Logger) async throws -> Decision {
         let started = ContinuousClock.now
         do {
-            let decision = try await limits.limiter.check(key: key, policies: policies, cost: cost, horizon: horizon)
+            let decision = try await limits.limiter.check(key: call.key, policies: call.policies, cost: cost, horizon: horizon, usage: call.usage)
             if decision.origin == .redis { limits.breaker.recordSuccess() }
             metrics.recordDecision(decision, duration: ContinuousClock.now - started)
             return decision
