@@ -15,8 +15,17 @@ public final class UsageMeter: Sendable {
         case admitted = "a", cost = "c", rate = "r", quota = "q", concurrency = "i", auth = "u"
     }
 
-    /// Per usage hash, per field (`<hour>:<count>`), the increment not yet written.
-    private let pending = Mutex<[String: [String: Int64]]>([:])
+    /// One count not yet written: its hash (limiter key, tag, day), hour and kind. Made of the
+    /// caller's strings, so counting a refusal builds no string (names are made at a flush).
+    private struct Cell: Hashable {
+        var key: String
+        var tag: String
+        var day: Int
+        var hour: Int
+        var count: Count
+    }
+
+    private let pending = Mutex<[Cell: Int64]>([:])
 
     public init() {}
 
@@ -24,31 +33,31 @@ public final class UsageMeter: Sendable {
     public func record(_ decision: Decision, key: String, usage: [String], cost: Int) {
         guard !usage.isEmpty, decision.origin != .redis else { return }
         if decision.isAllowed {
-            add([(.admitted, 1), (.cost, Int64(cost))], key: key, usage: usage)
+            add(.admitted, 1, key: key, usage: usage)
+            add(.cost, Int64(cost), key: key, usage: usage)
         } else {
-            add([(Self.reason(decision, cost: cost), 1)], key: key, usage: usage)
+            add(Self.reason(decision, cost: cost), 1, key: key, usage: usage)
         }
     }
 
     /// Counts a refusal of one kind (`max_in_flight`, authentication).
     public func recordDenial(_ count: Count, key: String, usage: [String]) {
-        add([(count, 1)], key: key, usage: usage)
+        add(count, 1, key: key, usage: usage)
     }
 
     /// `quota` when a daily quota refused the request, as `gcra.lua` tells them apart.
     static func reason(_ decision: Decision, cost: Int) -> Count {
-        let quota = decision.states.contains { $0.policy.name == Policy.dailyName && ($0.retryAfter != nil || cost > $0.policy.burst) }
-        return quota ? .quota : .rate
+        for state in decision.states where state.policy.name == Policy.dailyName && (state.retryAfter != nil || cost > state.policy.burst) {
+            return .quota
+        }
+        return .rate
     }
 
-    private func add(_ counts: [(Count, Int64)], key: String, usage: [String], now: Date = Date()) {
+    private func add(_ count: Count, _ amount: Int64, key: String, usage: [String], now: Date = Date()) {
         let hour = Int((now.timeIntervalSince1970 / 3600).rounded(.down))
         let day = UsageDay.today(now)
         pending.withLock { pending in
-            for tag in usage {
-                let hash = Keyspace.usage(key, tag: tag, day: day)
-                for (count, amount) in counts { pending[hash, default: [:]]["\(hour):\(count.rawValue)", default: 0] += amount }
-            }
+            for tag in usage { pending[Cell(key: key, tag: tag, day: day, hour: hour, count: count), default: 0] += amount }
         }
     }
 
@@ -56,36 +65,35 @@ public final class UsageMeter: Sendable {
     /// the next flush when Redis fails. Returns the hashes written.
     @discardableResult
     public func flush(to client: any RedisCommands) async -> Int {
-        let batch = pending.withLock { pending in
+        let cells = pending.withLock { pending in
             defer { pending = [:] }
             return pending
         }
-        guard !batch.isEmpty else { return 0 }
+        guard !cells.isEmpty else { return 0 }
+        var batch: [String: [(cell: Cell, amount: Int64)]] = [:]
+        for (cell, amount) in cells { batch[Keyspace.usage(cell.key, tag: cell.tag, day: cell.day), default: []].append((cell, amount)) }
         var written = 0
-        await withTaskGroup(of: (String, [String: Int64])?.self) { group in
-            for (hash, fields) in batch {
+        await withTaskGroup(of: [(cell: Cell, amount: Int64)].self) { group in
+            for (hash, counts) in batch {
                 group.addTask {
                     // What was written is not written again: only the rest is kept on a failure.
-                    var rest = fields
+                    var rest = counts
                     do {
-                        for (field, amount) in fields {
-                            _ = try await client.send(RedisCommand("HINCRBY", hash, field, String(amount)))
-                            rest[field] = nil
+                        for (cell, amount) in counts {
+                            _ = try await client.send(RedisCommand("HINCRBY", hash, "\(cell.hour):\(cell.count.rawValue)", String(amount)))
+                            rest.removeFirst()
                         }
                         _ = try await client.send(RedisCommand("EXPIRE", hash, String(Self.lifetime)))
-                        return nil
                     } catch {
-                        return rest.isEmpty ? nil : (hash, rest)
+                        return rest
                     }
+                    return []
                 }
             }
             for await failed in group {
-                guard let (hash, fields) = failed else {
-                    written += 1
-                    continue
-                }
+                if failed.isEmpty { written += 1 }
                 pending.withLock { pending in
-                    for (field, amount) in fields { pending[hash, default: [:]][field, default: 0] += amount }
+                    for (cell, amount) in failed { pending[cell, default: 0] += amount }
                 }
             }
         }

@@ -28,6 +28,11 @@ final class ServiceMetrics: Sendable {
     private let localDenials = Mutex<[String: Counter]>([:])
     /// Requests a `shadow` policy would have refused, by policy name.
     private let shadowDenials = Mutex<[String: Counter]>([:])
+    /// Decisions of tenants' keys, by tenant and decision: the first ``tenantLabels`` tenants a
+    /// replica sees keep their id as the label, later ones share `other`, so that the series stay
+    /// bounded however many tenants there are (per-tenant usage beyond them: `GET /v1/usage`).
+    private let tenantDecisions = Mutex<[String: Counter]>([:])
+    static let tenantLabels = 100
 
     init(redis: RedisClient? = nil) {
         let process = ProcessMetrics(role: "replica", redis: redis)
@@ -77,6 +82,23 @@ final class ServiceMetrics: Sendable {
     func recordShadowDenial(policy: String) {
         Self.counter(in: shadowDenials, registry: registry, policy: policy, metric: "shadow_denials",
                      help: "Requests a shadow policy would have refused; they were served (shadow policies never deny).").increment()
+    }
+
+    /// A request of a tenant's key was decided (`allowed` or `denied`).
+    func recordTenantDecision(tenant: String, allowed: Bool) {
+        let decision = allowed ? "allowed" : "denied"
+        let counter = tenantDecisions.withLock { counters in
+            let known = counters["\(tenant) \(decision)"] != nil || counters.count < 2 * Self.tenantLabels
+            let label = known ? tenant : "other"
+            let key = "\(label) \(decision)"
+            if let counter = counters[key] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: Self.name("tenant", "requests", "total", "Requests of tenants' keys by tenant (the first 100 a replica sees; then other) and decision."),
+                labels: [("tenant", label), ("decision", decision)])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
     }
 
     /// The counter of `policy` in a per-policy family, made on first use.

@@ -7,7 +7,7 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "A secure, horizontally scaled prediction API with exact global rate limits in Redis.",
         subcommands: [
-            ServeCommand.self, WorkerCommand.self, KeysCommand.self, TenantsCommand.self, ModelsCommand.self, LoadTestCommand.self, HealthcheckCommand.self,
+            ServeCommand.self, WorkerCommand.self, KeysCommand.self, TenantsCommand.self, UsageCommand.self, ModelsCommand.self, LoadTestCommand.self, HealthcheckCommand.self,
             KeygenCommand.self, BenchLimiterCommand.self,
         ]
     )
@@ -23,7 +23,7 @@ struct Sluice: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            let admin = ["keys", "tenants", "models"].contains(CommandLine.arguments.dropFirst().first ?? "")
+            let admin = ["keys", "tenants", "usage", "models"].contains(CommandLine.arguments.dropFirst().first ?? "")
             if admin, exitCode(for: error) == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 Foundation.exit(2)

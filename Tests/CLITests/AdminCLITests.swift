@@ -20,6 +20,16 @@ struct AdminCLITests {
         #expect(try cli(["keys", "list"]).output.contains(tenant), "the keys table names each key's tenant")
         let shown = try cli(["tenants", "show", tenant])
         #expect(shown.status == 0 && shown.output.contains("keys: \(keyID)"), "\(shown.output)")
+        // Usage for billing: CSV rows per hour, a table with a total, refused without a subject.
+        let member = try #require((try JSONSerialization.jsonObject(with: Data(key.output.utf8)) as? [String: Any])?["key"] as? String)
+        for _ in 0..<3 { #expect(try await HTTP.json("POST", cluster.url + "/v1/predict", key: member, Cluster.setosa).status == 200) }
+        let csv = try cli(["usage", "--tenant", tenant, "--csv"])
+        let lines = csv.output.split(separator: "\n")
+        #expect(csv.status == 0 && lines.first == "start,admitted,admitted_cost,denied_rate,denied_quota,denied_concurrency,denied_auth", "\(csv.output)")
+        #expect(lines.count == 2 && lines[1].hasSuffix(",3,3,0,0,0,0"), "\(csv.output)")
+        let table = try cli(["usage", "--key", keyID, "--granularity", "day"])
+        #expect(table.status == 0 && table.output.contains("total") && table.output.contains("ADMITTED COST"), "\(table.output)")
+        #expect(try cli(["usage"]).status == 2, "a key or a tenant is needed")
         let updated = try cli(["tenants", "update", tenant, "--quota-per-day", "5000"])
         #expect(updated.status == 0 && updated.output.contains("quota_per_day: 5000"), "\(updated.output)")
         let refused = try cli(["tenants", "delete", tenant])

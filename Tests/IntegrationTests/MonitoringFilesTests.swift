@@ -25,6 +25,11 @@ struct MonitoringFilesTests {
         let flooded = try await cluster.createKey(scopes: ["predict"], policies: #"[{"name":"default","rate":1,"period":60,"burst":1}]"#)
         for _ in 0..<4 { _ = try await HTTP.json("POST", cluster.url + "/v1/predict", key: flooded.key, Cluster.setosa) }
         _ = try await HTTP.json("POST", cluster.url + "/v1/predict", key: APIKey.generate().revealed, Cluster.setosa)
+        // A tenant's key: the per-tenant series.
+        let tenant = try await HTTP.json("POST", cluster.url + "/v1/tenants", key: cluster.adminKey, #"{"name":"acme","quota_per_day":100}"#)
+        let tenantID = try #require(tenant.json?["id"] as? String, "\(tenant.text)")
+        let member = try await cluster.createKey(scopes: ["predict"], extra: #","tenant":"\#(tenantID)""#)
+        _ = try await HTTP.json("POST", cluster.url + "/v1/predict", key: member.key, Cluster.setosa)
         try await Task.sleep(for: .seconds(3))  // the worker runs the queued jobs at their slots
 
         let replica = try await HTTP.send("GET", cluster.url + "/metrics", headers: ["Authorization": "Bearer \(monitor.key)"]).text

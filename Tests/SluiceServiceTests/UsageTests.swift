@@ -31,7 +31,7 @@ struct UsageTests {
         let tenant = try await TenantTests.createTenant(cluster, #"{"name":"acme","policies":[\#(TenantTests.policy("second", rate: 10, burst: 5))]}"#)
         let a = try await cluster.createKey(scopes: ["predict"], policies: "[\(TenantTests.policy("second", rate: 8, burst: 4))]", extra: #","tenant":"\#(tenant)""#)
         let b = try await cluster.createKey(
-            scopes: ["predict"], policies: "[\(TenantTests.policy("second", rate: 100, burst: 100))]", extra: #","quota_per_day":15,"tenant":"\#(tenant)""#)
+            scopes: ["predict"], policies: "[\(TenantTests.policy("second", rate: 100, burst: 100))]", extra: #","quota_per_day":6,"tenant":"\#(tenant)""#)
         let c = try await cluster.createKey(scopes: ["predict"], policies: "[\(TenantTests.policy("second", rate: 5, burst: 3))]")
         let keys = [a, b, c]
         let tallies = Tallies(count: keys.count)

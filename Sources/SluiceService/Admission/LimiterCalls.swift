@@ -58,6 +58,7 @@ extension Admission {
             }
         }
         limits.usage.record(decision, key: call.key, usage: call.usage, cost: cost)
+        if let tenant = record.tenant { metrics.recordTenantDecision(tenant: tenant, allowed: decision.isAllowed) }
         guard decision.isAllowed else {
             if decision.retryAfter == nil {
                 var problem = Problem.invalid(
