@@ -67,8 +67,7 @@ public struct RateLimiter: Sendable {
         defer { if leading { localDenial?.finish(key) } }
         let sentAt = ContinuousClock.now
         let keys = callKeys(for: key, policies: policies, usage: usage)
-        var arguments = Self.arguments(policies: policies, cost: cost, horizon: horizon)
-        if !usage.isEmpty { arguments.append(Self.usageArgument(policies: policies, cost: cost)) }
+        let arguments = Self.arguments(policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty)
         let reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments, failing: RateLimitError.self)
         var decision = try Self.decode(reply, policies: policies, cost: cost)
         decision.key = key
@@ -132,16 +131,17 @@ public struct RateLimiter: Sendable {
     }
 
     /// The script's arguments: per policy its charge (interval × cost) and allowance (interval ×
-    /// burst, plus the horizon), integer µs in hexadecimal (see `lua/gcra.lua`).
+    /// burst, plus the horizon), integer µs in hexadecimal (see `lua/gcra.lua`); with `usage`,
+    /// usage metering's argument last.
     ///
     /// A cost above some policy's burst can never be admitted, however long it waits: it is sent
     /// without the horizon, so the script denies it instead of reserving it. An allowance beyond
     /// the script's 2^51 µs bound (a horizon of decades) is cut to the bound.
-    public static func arguments(policies: [Policy], cost: Int, horizon: Duration = .zero) -> [String] {
+    public static func arguments(policies: [Policy], cost: Int, horizon: Duration = .zero, usage: Bool = false) -> [String] {
         let reservable = policies.allSatisfy { cost <= $0.burst }
         let horizon = reservable ? min(horizon.microseconds, Policy.maximumOffset) : 0
         var arguments: [String] = []
-        arguments.reserveCapacity(2 * policies.count)
+        arguments.reserveCapacity(2 * policies.count + (usage ? 1 : 0))
         for policy in policies {
             let interval = policy.emissionIntervalMicroseconds
             let (charge, overflow) = interval.multipliedReportingOverflow(by: Int64(cost))
@@ -149,6 +149,7 @@ public struct RateLimiter: Sendable {
             let allowance = min(policy.toleranceMicroseconds + horizon, Policy.maximumOffset - 1)
             arguments.append(String(allowance, radix: 16))
         }
+        if usage { arguments.append(usageArgument(policies: policies, cost: cost)) }
         return arguments
     }
 

@@ -207,4 +207,36 @@ struct GCRAScriptTests {
         #expect(!beyond.admitted, "a slot beyond the horizon is refused")
         #expect(try await client.send("GET", key).int == reserved.tats[0], "and not charged")
     }
+
+    @Test func usageIsCountedInTheSameCallPerHourAndReason() async throws {
+        // A rate policy (2 at once) and a daily quota (3 a day): 2 admitted (cost 2 each), then
+        // refused by the rate policy, then by the quota once the rate has room again.
+        let limits = [Limit(burst: 2, rate: 1, period: 1), Limit(burst: 3, rate: 3, period: 86_400)]
+        let keys = ["\(key):rate", "\(key):daily", "\(key):usage-a", "\(key):usage-b"]
+        func call(cost: Int) async throws -> Bool {
+            let arguments = limits.flatMap { $0.arguments(cost: cost) } + ["u:\(cost):01"]
+            return try fields(try await client.evaluate(RateLimiter.script, keys: keys, arguments: arguments), limits: limits, cost: cost).admitted
+        }
+        #expect(try await call(cost: 1))
+        #expect(try await call(cost: 1))
+        #expect(try await !call(cost: 1), "the rate policy's burst is spent")
+        try await Task.sleep(for: .milliseconds(1100))
+        #expect(try await call(cost: 1))
+        #expect(try await !call(cost: 1), "the quota of 3 is spent")
+        let time = try #require(try await client.send("TIME").array?.compactMap { $0.string.flatMap(Int.init) })
+        let hour = time[0] / 3600
+        for hash in keys[2...] {
+            let counts = try await client.send("HGETALL", hash).array?.compactMap(\.string) ?? []
+            let fields = Dictionary(uniqueKeysWithValues: stride(from: 0, to: counts.count, by: 2).map { (counts[$0], counts[$0 + 1]) })
+            #expect(fields == ["\(hour):a": "3", "\(hour):c": "3", "\(hour):r": "1", "\(hour):q": "1"], "\(hash): \(fields)")
+            let ttl = try #require(try await client.send("TTL", hash).int)
+            #expect(ttl > 34 * 86_400 && ttl <= 35 * 86_400, "kept 35 days: \(ttl)")
+        }
+        // A malformed usage argument changes nothing.
+        for bad in ["u:1", "u:x:01", "u:1:0", "v:1:01"] {
+            await #expect(throws: RedisError.self) {
+                try await client.evaluate(RateLimiter.script, keys: keys, arguments: limits.flatMap { $0.arguments(cost: 1) } + [bad])
+            }
+        }
+    }
 }
