@@ -113,7 +113,7 @@ if usage then
     for j = 1, #counts, 2 do
       if redis.call('HINCRBY', KEYS[k], counts[j], counts[j + 1]) == counts[j + 1] then first = true end
     end
-    if first then redis.call('EXPIRE', KEYS[k], 3024000) end
+    if first then redis.call('PEXPIRE', KEYS[k], 3024000000) end
   end
 end
 return (admitted and '1 ' or '0 ') .. time[1] .. ' ' .. time[2] .. ' ' .. (n == 1 and tats[1] or table.concat(tats, ' '))

@@ -61,7 +61,8 @@ public final class UsageMeter: Sendable {
         }
     }
 
-    /// Writes what is pending (`HINCRBY`, and the 35-day expiry), one pipelined batch; kept for
+    /// Writes what is pending (`HINCRBY`, and the 35-day expiry: `PEXPIRE`, which the replica's Redis
+    /// ACL user may send), one pipelined batch; kept for
     /// the next flush when Redis fails. Returns the hashes written.
     @discardableResult
     public func flush(to client: any RedisCommands) async -> Int {
@@ -83,7 +84,7 @@ public final class UsageMeter: Sendable {
                             _ = try await client.send(RedisCommand("HINCRBY", hash, "\(cell.hour):\(cell.count.rawValue)", String(amount)))
                             rest.removeFirst()
                         }
-                        _ = try await client.send(RedisCommand("EXPIRE", hash, String(Self.lifetime)))
+                        _ = try await client.send(RedisCommand("PEXPIRE", hash, String(Self.lifetime * 1000)))
                     } catch {
                         return rest
                     }
