@@ -62,6 +62,12 @@ public final class RedisClusterServer: Sendable {
     /// `redis-cli -p <node> ARGS…`, its output.
     @discardableResult
     public func cli(_ node: RedisServer, _ arguments: String...) throws -> String {
+        try cli(node, arguments)
+    }
+
+    /// `redis-cli -p <node> ARGS…` with the arguments as an array.
+    @discardableResult
+    public func cli(_ node: RedisServer, _ arguments: [String]) throws -> String {
         try runCommand(["redis-cli", "-p", String(node.port)] + arguments).output
     }
 

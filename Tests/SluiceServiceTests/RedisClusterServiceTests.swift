@@ -154,9 +154,12 @@ extension RedisClusterServiceTests {
         // Every key of the slot (the limiter state and the key record share the key id's hash tag).
         let inSlot = try redis.cli(source, "CLUSTER", "GETKEYSINSLOT", String(slot), "100").split(separator: "\n").map(String.init)
         #expect(inSlot.contains(hotKey), "\(inSlot)")
-        try redis.cli(source, "MIGRATE", "127.0.0.1", String(destination.port), hotKey, "0", "5000")
-        try await Task.sleep(for: .seconds(1))  // requests for the hot key's limiter state now meet ASK
-        for key in inSlot where key != hotKey { try redis.cli(source, "MIGRATE", "127.0.0.1", String(destination.port), key, "0", "5000") }
+        // What one limiter call of the hot key touches moves together (its state and its usage
+        // hash, as a reshard's MIGRATE batches do): requests for it now meet ASK.
+        let call = [hotKey] + inSlot.filter { $0.hasPrefix("sluice:usage:{\(hot.id)}") }
+        try redis.cli(source, ["MIGRATE", "127.0.0.1", String(destination.port), "", "0", "5000", "KEYS"] + call)
+        try await Task.sleep(for: .seconds(1))
+        for key in inSlot where !call.contains(key) { try redis.cli(source, "MIGRATE", "127.0.0.1", String(destination.port), key, "0", "5000") }
         for node in try redis.masters() { try redis.cli(node, "CLUSTER", "SETSLOT", String(slot), "NODE", destinationID) }
         // 1,000 more slots, from every master to another, by the tool operators use.
         let target = try #require(try redis.masters().first { $0.port != destination.port })

@@ -47,6 +47,8 @@ struct TenantTests {
         #expect(policyField.contains(#""key:minute";q=2;w=60"#) && policyField.contains(#""tenant:day";q=1000;w=86400"#), "\(policyField)")
         let rateLimit = try #require(denial.header("RateLimit"))
         #expect(rateLimit.contains(#""tenant:day";r=998;"#), "two charged to the tenant: \(rateLimit)")
+        // Neither the tenant's id nor another key's shows in a key's answers (pk is a hash).
+        #expect(!denial.text.contains(tenant) && !policyField.contains(tenant) && !rateLimit.contains(tenant), "\(denial.text)")
         // The key's partition and the tenant's differ: a client sees which budget is shared.
         let partitions = Set(policyField.split(separator: ",").compactMap { $0.split(separator: ";").first { $0.hasPrefix("pk=") } })
         #expect(partitions.count == 2, "\(policyField)")
@@ -103,6 +105,20 @@ struct TenantTests {
         print("tenant 30/s: \(admitted.count) of \(answers.count) admitted in 3 s, per key \(keys.indices.map { i in admitted.count { $0.key == i } })")
     }
 
+    @Test func aDelayKeyIsHeldForItsTenantsSlot() async throws {
+        let cluster = try await Cluster()
+        // The tenant, not the key, is the limit: its slot is reserved like the key's.
+        let tenant = try await Self.createTenant(cluster, #"{"name":"acme","policies":[\#(Self.policy("second", rate: 2, burst: 1))]}"#)
+        let (key, _) = try await cluster.createKey(
+            scopes: ["predict"], policies: "[\(Self.policy("second", rate: 100, burst: 100))]",
+            extra: #","tenant":"\#(tenant)","overflow":"delay","max_delay":2"#)
+        let first = try await HTTP.json("POST", cluster.url + "/v1/predict", key: key, Cluster.setosa)
+        #expect(first.status == 200 && first.header("Sluice-Delay") == nil)
+        let held = try await HTTP.json("POST", cluster.url + "/v1/predict", key: key, Cluster.setosa)
+        let delay = try #require(held.header("Sluice-Delay").flatMap(Double.init), "\(held.status) \(held.text)")
+        #expect(held.status == 200 && delay > 0.2 && delay < 1.0, "held for the tenant's next slot (0.5 s apart): \(delay)")
+    }
+
     @Test func tenantsAreManagedAndBadReferencesRefused() async throws {
         let cluster = try await Cluster()
         let tenant = try await Self.createTenant(cluster, #"{"name":"acme","quota_per_day":1000}"#)
@@ -112,6 +128,7 @@ struct TenantTests {
         // Bad input: an unknown tenant, a policy name twice, Sluice's own names, no budget at all.
         let unknown = try await Self.admin(cluster, "POST", "/v1/keys", #"{"name":"k","scopes":["predict"],"tenant":"tn0000000000000000"}"#)
         #expect(unknown.status == 422 && (unknown.json?["errors"] as? [[String: Any]])?.first?["pointer"] as? String == "/tenant", "\(unknown.text)")
+        #expect(!unknown.text.contains("tn0000000000000000"), "the id given is not echoed")
         for body in [
             #"{"name":"t","policies":[\#(Self.policy("a", rate: 1, burst: 1)),\#(Self.policy("a", rate: 2, burst: 2))]}"#,
             #"{"name":"t","policies":[\#(Self.policy("daily", rate: 1, burst: 1))]}"#,

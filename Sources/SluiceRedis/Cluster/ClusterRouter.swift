@@ -10,8 +10,11 @@ import Synchronization
 ///   others wait for it) after a `MOVED`, after a connection error, and when older than 10 s;
 /// - `MOVED slot node`: the slot is patched at once and the command re-sent there;
 /// - `ASK slot node` (a slot being migrated): `ASKING` + the command on that node, layout unchanged;
-/// - `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`: retried with backoff within the
-///   command timeout; at most 5 redirects and retries in all;
+/// - `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`: retried with backoff (10 ms doubling to
+///   100 ms) until the command timeout: a multi-key script whose keys are split by a slot's
+///   migration gets `TRYAGAIN` until the last of them has moved (from the importing node, after
+///   an `ASK`, it is asked again there);
+/// - at most 5 redirects and reconnections in all;
 /// - a connection error: the layout is refreshed, and the command re-sent only when it cannot
 ///   have run (it was never written) or changes nothing (``RedisCommand/isIdempotent``): a
 ///   limiter script whose reply was lost may have charged, and charging twice is over-refusal.
@@ -59,12 +62,14 @@ final class ClusterRouter: Sendable {
         var target = try await owner(of: slot)
         var asking = false
         var backoff = Duration.milliseconds(10)
-        var lastError = RedisError.timedOut(endpoint: target.description)
-        for _ in 0...Self.maximumRedirects {
+        var redirects = 0
+        while true {
             do throws(RedisError) {
                 return try await connection(to: target).send(command, asking: asking)
             } catch .server(let message) {
                 if let redirect = ClusterRedirect(message) {
+                    redirects += 1
+                    guard redirects <= Self.maximumRedirects else { throw .server(message) }
                     let to = Self.resolve(redirect.endpoint, from: target)
                     asking = redirect.kind == .ask
                     if asking {
@@ -80,22 +85,23 @@ final class ClusterRouter: Sendable {
                 guard Self.transient.contains(where: { message.hasPrefix($0) }), ContinuousClock.now + backoff < deadline else {
                     throw .server(message)
                 }
-                lastError = .server(message)
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .milliseconds(100))
-                asking = false
-                target = try await owner(of: slot)
+                // A TRYAGAIN from the node an ASK sent us to: the slot is still migrating, and the
+                // rest of the command's keys are on their way there; ask it again.
+                if !asking { target = try await owner(of: slot) }
             } catch {
                 guard error.isUnavailable else { throw error }
-                lastError = error
                 // Whatever happened, the layout may have changed (a failover): ask again.
                 _ = try? await refresh(force: true)
-                guard Self.wasNotSent(error) || command.isIdempotent, ContinuousClock.now < deadline else { throw error }
+                redirects += 1
+                guard redirects <= Self.maximumRedirects, Self.wasNotSent(error) || command.isIdempotent, ContinuousClock.now < deadline else {
+                    throw error
+                }
                 asking = false
                 target = try await owner(of: slot)
             }
         }
-        throw lastError
     }
 
     /// Every master, for `PING` and script loading.
