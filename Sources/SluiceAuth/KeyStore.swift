@@ -11,37 +11,27 @@ import SluiceRedis
 public struct KeyStore: Sendable {
     public static let invalidationChannel = Keyspace.apiKeyChanges
     public let client: any RedisCommands
+    private let records: RecordStore<KeyRecord>
 
     public init(client: any RedisCommands) {
         self.client = client
+        records = RecordStore(client: client, redisKey: Keyspace.apiKey, index: Keyspace.apiKeyIDs, channel: Self.invalidationChannel)
     }
-
-    static func redisKey(_ id: String) -> String { Keyspace.apiKey(id) }
 
     /// Stores a new record; false when the id is taken.
     public func create(_ record: KeyRecord) async throws(KeyStoreError) -> Bool {
-        let reply = try await run(RedisCommand("SET", Self.redisKey(record.id), try encode(record), "NX"))
-        guard reply.string == "OK" else { return false }
-        _ = try await run(RedisCommand("SADD", Keyspace.apiKeyIDs, record.id))
-        // Replicas that cached this id as unknown forget that at once.
-        try await announce(record.id)
-        return true
+        try await records.create(record, id: record.id)
     }
 
     public func get(_ id: String) async throws(KeyStoreError) -> KeyRecord? {
         guard APIKey.isValidID(id) else { return nil }
-        let reply = try await run(RedisCommand("GET", Self.redisKey(id)))
-        guard case .bulkString(let bytes) = reply else {
+        guard let bytes = try await records.stored(id) else {
             // A miss decodes a record too, so that it costs what a hit does: the time of a failed
             // authentication does not tell whether the id exists.
-            _ = try? Self.decoder.decode(KeyRecord.self, from: Self.decoy)
+            _ = try? JSONDecoder.sluice.decode(KeyRecord.self, from: Self.decoy)
             return nil
         }
-        do {
-            return try Self.decoder.decode(KeyRecord.self, from: Data(bytes))
-        } catch {
-            throw .corruptRecord(id: id)
-        }
+        return try records.decode(bytes, id: id)
     }
 
     /// A typical stored record (two policies, a quota, one secret), decoded on a miss.
@@ -50,19 +40,18 @@ public struct KeyStore: Sendable {
             id: "decoydecoy00", name: "a typical key name", scopes: [.predict],
             plan: KeyPlan(policies: [KeyPlan.defaultPolicy, KeyPlan.defaultPolicy], quotaPerDay: 10_000),
             secrets: [.init(hash: KeyHash(digest: Array(repeating: 0xA5, count: 32)))])
-        return (try? encoder.encode(record)) ?? Data()
+        return (try? JSONEncoder.sluice.encode(record)) ?? Data()
     }()
 
     /// The ids of every stored key.
     public func ids() async throws(KeyStoreError) -> [String] {
-        try await run(RedisCommand("SMEMBERS", Keyspace.apiKeyIDs)).array?.compactMap(\.string) ?? []
+        try await records.ids()
     }
 
     /// All records, by id.
     public func list() async throws(KeyStoreError) -> [KeyRecord] {
-        let ids = try await ids()
         var records: [KeyRecord] = []
-        for id in ids.sorted() {
+        for id in try await ids().sorted() {
             if let record = try await get(id) { records.append(record) }
         }
         return records
@@ -70,38 +59,14 @@ public struct KeyStore: Sendable {
 
     /// Replaces an existing record and tells every replica.
     public func update(_ record: KeyRecord) async throws(KeyStoreError) -> Bool {
-        let reply = try await run(RedisCommand("SET", Self.redisKey(record.id), try encode(record), "XX"))
-        try await announce(record.id)
-        return reply.string == "OK"
+        try await records.update(record, id: record.id)
     }
 
     /// Revokes a key; false when there was none.
     public func delete(_ id: String) async throws(KeyStoreError) -> Bool {
         guard APIKey.isValidID(id) else { return false }
-        let removed = try await run(RedisCommand("DEL", Self.redisKey(id))).int ?? 0
-        _ = try await run(RedisCommand("SREM", Keyspace.apiKeyIDs, id))
-        try await announce(id)
-        return removed > 0
+        return try await records.delete(id)
     }
-
-    private func announce(_ id: String) async throws(KeyStoreError) {
-        _ = try await run(RedisCommand("PUBLISH", Self.invalidationChannel, id))
-    }
-
-    private func run(_ command: RedisCommand) async throws(KeyStoreError) -> RedisReply {
-        try await client.send(command, failing: KeyStoreError.self)
-    }
-
-    private func encode(_ record: KeyRecord) throws(KeyStoreError) -> String {
-        do {
-            return String(decoding: try Self.encoder.encode(record), as: UTF8.self)
-        } catch {
-            throw .corruptRecord(id: record.id)
-        }
-    }
-
-    static let encoder = JSONEncoder.sluice
-    static let decoder = JSONDecoder.sluice
 }
 
 public enum KeyStoreError: Error, Sendable, CustomStringConvertible {

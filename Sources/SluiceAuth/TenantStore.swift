@@ -6,36 +6,26 @@ import SluiceRedis
 /// Every change is announced on ``changeChannel`` so that replicas drop their cached copy at once.
 public struct TenantStore: Sendable {
     public static let changeChannel = Keyspace.tenantChanges
-    public let client: any RedisCommands
+    private let records: RecordStore<TenantRecord>
 
     public init(client: any RedisCommands) {
-        self.client = client
+        records = RecordStore(client: client, redisKey: Keyspace.tenant, index: Keyspace.tenantIDs, channel: Self.changeChannel)
     }
 
     /// Stores a new record; false when the id is taken.
     public func create(_ record: TenantRecord) async throws(KeyStoreError) -> Bool {
-        let reply = try await run(RedisCommand("SET", Keyspace.tenant(record.id), try encode(record), "NX"))
-        guard reply.string == "OK" else { return false }
-        _ = try await run(RedisCommand("SADD", Keyspace.tenantIDs, record.id))
-        try await announce(record.id)
-        return true
+        try await records.create(record, id: record.id)
     }
 
     public func get(_ id: String) async throws(KeyStoreError) -> TenantRecord? {
-        guard TenantRecord.isValidID(id) else { return nil }
-        guard case .bulkString(let bytes) = try await run(RedisCommand("GET", Keyspace.tenant(id))) else { return nil }
-        do {
-            return try Self.decoder.decode(TenantRecord.self, from: Data(bytes))
-        } catch {
-            throw .corruptRecord(id: id)
-        }
+        guard TenantRecord.isValidID(id), let bytes = try await records.stored(id) else { return nil }
+        return try records.decode(bytes, id: id)
     }
 
     /// All records, by id.
     public func list() async throws(KeyStoreError) -> [TenantRecord] {
-        let ids = try await run(RedisCommand("SMEMBERS", Keyspace.tenantIDs)).array?.compactMap(\.string) ?? []
         var records: [TenantRecord] = []
-        for id in ids.sorted() {
+        for id in try await self.records.ids().sorted() {
             if let record = try await get(id) { records.append(record) }
         }
         return records
@@ -43,38 +33,14 @@ public struct TenantStore: Sendable {
 
     /// Replaces an existing record and tells every replica; false when there was none.
     public func update(_ record: TenantRecord) async throws(KeyStoreError) -> Bool {
-        let reply = try await run(RedisCommand("SET", Keyspace.tenant(record.id), try encode(record), "XX"))
-        try await announce(record.id)
-        return reply.string == "OK"
+        try await records.update(record, id: record.id)
     }
 
     /// Deletes a tenant; false when there was none. Its keys are the caller's business.
     public func delete(_ id: String) async throws(KeyStoreError) -> Bool {
         guard TenantRecord.isValidID(id) else { return false }
-        let removed = try await run(RedisCommand("DEL", Keyspace.tenant(id))).int ?? 0
-        _ = try await run(RedisCommand("SREM", Keyspace.tenantIDs, id))
-        try await announce(id)
-        return removed > 0
+        return try await records.delete(id)
     }
-
-    private func announce(_ id: String) async throws(KeyStoreError) {
-        _ = try await run(RedisCommand("PUBLISH", Self.changeChannel, id))
-    }
-
-    private func run(_ command: RedisCommand) async throws(KeyStoreError) -> RedisReply {
-        try await client.send(command, failing: KeyStoreError.self)
-    }
-
-    private func encode(_ record: TenantRecord) throws(KeyStoreError) -> String {
-        do {
-            return String(decoding: try Self.encoder.encode(record), as: UTF8.self)
-        } catch {
-            throw .corruptRecord(id: record.id)
-        }
-    }
-
-    static let encoder = JSONEncoder.sluice
-    static let decoder = JSONDecoder.sluice
 }
 
 /// The tenants this replica has looked up, each kept for ``lifetime`` (and dropped at once when a

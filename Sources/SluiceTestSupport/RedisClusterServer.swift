@@ -71,6 +71,29 @@ public final class RedisClusterServer: Sendable {
         try runCommand(["redis-cli", "-p", String(node.port)] + arguments).output
     }
 
+    /// Starts moving `slot` by hand, as `redis-cli --cluster reshard` does: the slot IMPORTING on
+    /// another master, MIGRATING on its own; its keys (up to 1,000) and both nodes.
+    public func beginMigration(of slot: Int) throws -> (source: RedisServer, destination: RedisServer, keys: [String]) {
+        let source = try master(of: slot)
+        guard let destination = try masters().first(where: { $0.port != source.port }) else { throw TestSupportError("one master only") }
+        try cli(destination, "CLUSTER", "SETSLOT", String(slot), "IMPORTING", try id(of: source))
+        try cli(source, "CLUSTER", "SETSLOT", String(slot), "MIGRATING", try id(of: destination))
+        let keys = try cli(source, "CLUSTER", "GETKEYSINSLOT", String(slot), "1000").split(separator: "\n").map(String.init)
+        return (source, destination, keys)
+    }
+
+    /// Moves `keys` of a migrating slot in one `MIGRATE … KEYS` batch.
+    public func migrate(_ keys: [String], from source: RedisServer, to destination: RedisServer) throws {
+        guard !keys.isEmpty else { return }
+        try cli(source, ["MIGRATE", "127.0.0.1", String(destination.port), "", "0", "5000", "KEYS"] + keys)
+    }
+
+    /// Ends a migration: `slot` belongs to `destination` on every master.
+    public func assign(_ slot: Int, to destination: RedisServer) throws {
+        let destinationID = try id(of: destination)
+        for node in try masters() { try cli(node, "CLUSTER", "SETSLOT", String(slot), "NODE", destinationID) }
+    }
+
     /// The node serving `slot` as master now.
     public func master(of slot: Int) throws -> RedisServer {
         for node in nodes {

@@ -146,21 +146,16 @@ extension RedisClusterServiceTests {
         let seconds = 6.0
         let load = Task { try await Self.offer(keys.map(\.key), to: replicas, for: seconds) }
         try await Task.sleep(for: .seconds(1))
-        let source = try redis.master(of: slot)
-        let destination = try #require(try redis.masters().first { $0.port != source.port })
-        let (sourceID, destinationID) = (try redis.id(of: source), try redis.id(of: destination))
-        try redis.cli(destination, "CLUSTER", "SETSLOT", String(slot), "IMPORTING", sourceID)
-        try redis.cli(source, "CLUSTER", "SETSLOT", String(slot), "MIGRATING", destinationID)
+        let (source, destination, inSlot) = try redis.beginMigration(of: slot)
         // Every key of the slot (the limiter state and the key record share the key id's hash tag).
-        let inSlot = try redis.cli(source, "CLUSTER", "GETKEYSINSLOT", String(slot), "100").split(separator: "\n").map(String.init)
         #expect(inSlot.contains(hotKey), "\(inSlot)")
         // What one limiter call of the hot key touches moves together (its state and its usage
         // hash, as a reshard's MIGRATE batches do): requests for it now meet ASK.
         let call = [hotKey] + inSlot.filter { $0.hasPrefix("sluice:usage:{\(hot.id)}") }
-        try redis.cli(source, ["MIGRATE", "127.0.0.1", String(destination.port), "", "0", "5000", "KEYS"] + call)
+        try redis.migrate(call, from: source, to: destination)
         try await Task.sleep(for: .seconds(1))
-        for key in inSlot where !call.contains(key) { try redis.cli(source, "MIGRATE", "127.0.0.1", String(destination.port), key, "0", "5000") }
-        for node in try redis.masters() { try redis.cli(node, "CLUSTER", "SETSLOT", String(slot), "NODE", destinationID) }
+        try redis.migrate(inSlot.filter { !call.contains($0) }, from: source, to: destination)
+        try redis.assign(slot, to: destination)
         // 1,000 more slots, from every master to another, by the tool operators use.
         let target = try #require(try redis.masters().first { $0.port != destination.port })
         let reshard = try runCommand([

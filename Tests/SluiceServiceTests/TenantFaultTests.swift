@@ -50,23 +50,17 @@ struct TenantFaultTests {
         // 40/s per key (3 × 40 = 4× the tenant's rate) for 6 s while the slot moves.
         let load = Task { try await Self.offer(keys, perSecond: 40, to: replicas, for: 6) }
         try await Task.sleep(for: .seconds(1.5))
-        let source = try redis.master(of: slot)
-        let destination = try #require(try redis.masters().first { $0.port != source.port })
-        let (sourceID, destinationID) = (try redis.id(of: source), try redis.id(of: destination))
-        try redis.cli(destination, "CLUSTER", "SETSLOT", String(slot), "IMPORTING", sourceID)
-        try redis.cli(source, "CLUSTER", "SETSLOT", String(slot), "MIGRATING", destinationID)
         // The tenant's record, its state and its keys' state, its usage: one slot, moved in batches
         // of 3 keys as `redis-cli --cluster reshard` moves them. A call whose keys are split, or
         // partly absent (a key's state expires when the tenant holds it back), gets TRYAGAIN
         // until the slot is assigned: the router retries it within the command timeout.
-        let inSlot = try redis.cli(source, "CLUSTER", "GETKEYSINSLOT", String(slot), "100").split(separator: "\n").map(String.init)
+        let (source, destination, inSlot) = try redis.beginMigration(of: slot)
         #expect(inSlot.contains(tenantState) && inSlot.contains { $0.hasPrefix("sluice:tenant:") }, "\(inSlot)")
         for start in stride(from: 0, to: inSlot.count, by: 3) {
-            let batch = Array(inSlot[start..<min(start + 3, inSlot.count)])
-            try redis.cli(source, ["MIGRATE", "127.0.0.1", String(destination.port), "", "0", "5000", "KEYS"] + batch)
+            try redis.migrate(Array(inSlot[start..<min(start + 3, inSlot.count)]), from: source, to: destination)
         }
         try await Task.sleep(for: .milliseconds(100))  // requests meet ASK (and TRYAGAIN) meanwhile
-        for node in try redis.masters() { try redis.cli(node, "CLUSTER", "SETSLOT", String(slot), "NODE", destinationID) }
+        try redis.assign(slot, to: destination)
         let answers = try await load.value
 
         let failed = answers.filter { $0.status != 200 && $0.status != 429 }
