@@ -41,8 +41,8 @@
 local n = #KEYS
 -- Usage metering (optional): an odd last argument "u:<cost>:<flags>" asks the script to count the
 -- decision in the hashes after the n policy keys (KEYS[n+1..]), in the same atomic call: per hour
--- of Redis' clock (h = hours since the epoch), field "<h>:a" (admitted requests) and "<h>:c"
--- (their cost) when admitted, "<h>:q" when a quota policy (flags: one '1' or '0' per policy, '1'
+-- of Redis' clock (h = hours since the epoch), field "<h>:a" (admitted requests) and "<h>:e"
+-- (their cost beyond one each, when above) when admitted, "<h>:q" when a quota policy (flags: one '1' or '0' per policy, '1'
 -- for a daily quota) refused it, else "<h>:r". A hash's first count in an hour sets it to expire
 -- 35 days later.
 local usage
@@ -100,7 +100,8 @@ if usage then
   local hour = format('%d', math.floor(time[1] / 3600))
   local counts
   if admitted then
-    counts = { hour .. ':a', 1, hour .. ':c', tonumber(cost) }
+    -- "<h>:e" holds only the cost beyond one per request (a batch): a single request writes one field.
+    counts = cost == '1' and { hour .. ':a', 1 } or { hour .. ':a', 1, hour .. ':e', tonumber(cost) - 1 }
   else
     local reason = 'r'
     for i = 1, n do

@@ -10,9 +10,12 @@ import Synchronization
 /// loses at most its last second of these denials; admissions decided by Redis are counted by the
 /// script itself, in the call that decides them.
 public final class UsageMeter: Sendable {
-    /// What a count is of: the fields `gcra.lua` writes (`a`, `c`, `r`, `q`) and the replica's own.
+    /// What a count is of: the fields `gcra.lua` writes (`a`, `e`, `r`, `q`) and the replica's own.
     public enum Count: String, Sendable, CaseIterable {
-        case admitted = "a", cost = "c", rate = "r", quota = "q", concurrency = "i", auth = "u"
+        /// Admitted requests, and their cost beyond one each (a batch's extra instances): a single
+        /// request writes one field.
+        case admitted = "a", extraCost = "e"
+        case rate = "r", quota = "q", concurrency = "i", auth = "u"
     }
 
     /// One count not yet written: its hash (limiter key, tag, day), hour and kind. Made of the
@@ -34,7 +37,7 @@ public final class UsageMeter: Sendable {
         guard !usage.isEmpty, decision.origin != .redis else { return }
         if decision.isAllowed {
             add(.admitted, 1, key: key, usage: usage)
-            add(.cost, Int64(cost), key: key, usage: usage)
+            if cost > 1 { add(.extraCost, Int64(cost - 1), key: key, usage: usage) }
         } else {
             add(Self.reason(decision, cost: cost), 1, key: key, usage: usage)
         }

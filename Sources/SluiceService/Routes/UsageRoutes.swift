@@ -117,7 +117,7 @@ struct UsageView: Encodable {
 
         mutating func add(_ counts: [UsageMeter.Count: Int64]) {
             admitted += counts[.admitted] ?? 0
-            admitted_cost += counts[.cost] ?? 0
+            admitted_cost += (counts[.admitted] ?? 0) + (counts[.extraCost] ?? 0)
             denied.rate += counts[.rate] ?? 0
             denied.quota += counts[.quota] ?? 0
             denied.concurrency += counts[.concurrency] ?? 0
