@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluiceAuth
 
 /// `sluice tenants`: manage tenants (customers whose keys share budgets) through the admin API.
 struct TenantsCommand: AsyncParsableCommand {
@@ -103,7 +104,7 @@ struct TenantsCommand: AsyncParsableCommand {
 
     /// A tenant id as the API takes it (so that nothing else ends up in the path).
     static func checked(_ id: String) throws(AdminCommandError) -> String {
-        guard id.count == 18, id.hasPrefix("tn"), id.dropFirst(2).allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+        guard TenantRecord.isValidID(id) else {
             throw .usage("\(id) is not a tenant id (tn and 16 hex digits)")
         }
         return id
