@@ -72,11 +72,14 @@ public struct LimiterCall: Sendable {
     /// Where the decision is counted for usage metering (``RateLimiter/check(key:policies:cost:horizon:usage:)``):
     /// the key's hash, and its tenant's.
     public var usage: [String]
+    /// Deduplicates a retried call (``RateLimiter/check(key:policies:cost:horizon:usage:requestID:)``).
+    public var requestID: String?
 
-    public init(key: String, policies: [Policy], usage: [String] = []) {
+    public init(key: String, policies: [Policy], usage: [String] = [], requestID: String? = nil) {
         self.key = key
         self.policies = policies
         self.usage = usage
+        self.requestID = requestID
     }
 
     /// `record`'s enforced policies (and quota), with its tenant's when it has one, plus `extra`

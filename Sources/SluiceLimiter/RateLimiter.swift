@@ -44,8 +44,14 @@ public struct RateLimiter: Sendable {
     /// With `usage`, the same call counts the decision for usage metering (see `lua/gcra.lua`): in
     /// one hash per tag (`""`: the limiter key itself; `k:<id>`, `t` under a tenant's) and UTC day,
     /// at `sluice:usage:{<key>}[:<tag>]:<day>`.
+    ///
+    /// With a `requestID` (the client's `Idempotency-Key`, say), a retry of a call whose reply was
+    /// lost is answered the first decision again and charged nothing (recorded ``requestLifetime``).
+    /// Every call also sends what earlier replies proved about the key's TATs as floors (see
+    /// ``LocalDenial/floors(key:policies:)``): a Redis Cluster failover that lost the old master's
+    /// last writes is repaired by the next call of any replica that saw one of them.
     public func check(
-        key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero, usage: [String] = []
+        key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero, usage: [String] = [], requestID: String? = nil
     ) async throws(RateLimitError) -> Decision {
         try validate(key: key, policies: policies, cost: cost)
         guard horizon >= .zero else { throw .invalidArguments("horizon must be >= 0") }
@@ -66,8 +72,13 @@ public struct RateLimiter: Sendable {
         }
         defer { if leading { localDenial?.finish(key) } }
         let sentAt = ContinuousClock.now
-        let keys = callKeys(for: key, policies: policies, usage: usage)
-        let arguments = Self.arguments(policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty)
+        var keys = callKeys(for: key, policies: policies, usage: usage)
+        var arguments = Self.arguments(
+            policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty, floors: localDenial?.floors(key: key, policies: policies))
+        if let requestID {
+            keys.append(Keyspace.rateLimit(key, policy: "req:" + requestID, namespace: namespace))
+            arguments.append("r:" + String(Self.requestLifetime.microseconds / 1000))
+        }
         let reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments, failing: RateLimitError.self)
         var decision = try Self.decode(reply, policies: policies, cost: cost)
         decision.key = key
@@ -100,6 +111,10 @@ public struct RateLimiter: Sendable {
         keyNames.set(key, CallKeys(policies: policies.map(\.stateName), usage: usage, day: day, keys: keys))
         return keys
     }
+
+    /// How long a call with a request id is remembered: long enough for a client's retry after a
+    /// `503`, short enough that the records cost Redis little memory.
+    public static let requestLifetime: Duration = .seconds(60)
 
     /// `u:<cost>:<flags>`: usage metering's argument, a flag per policy, `1` for a daily quota.
     static func usageArgument(policies: [Policy], cost: Int) -> String {
@@ -137,11 +152,13 @@ public struct RateLimiter: Sendable {
     /// A cost above some policy's burst can never be admitted, however long it waits: it is sent
     /// without the horizon, so the script denies it instead of reserving it. An allowance beyond
     /// the script's 2^51 µs bound (a horizon of decades) is cut to the bound.
-    public static func arguments(policies: [Policy], cost: Int, horizon: Duration = .zero, usage: Bool = false) -> [String] {
+    public static func arguments(
+        policies: [Policy], cost: Int, horizon: Duration = .zero, usage: Bool = false, floors: [Int64]? = nil
+    ) -> [String] {
         let reservable = policies.allSatisfy { cost <= $0.burst }
         let horizon = reservable ? min(horizon.microseconds, Policy.maximumOffset) : 0
         var arguments: [String] = []
-        arguments.reserveCapacity(2 * policies.count + (usage ? 1 : 0))
+        arguments.reserveCapacity(2 * policies.count + 2)
         for policy in policies {
             let interval = policy.emissionIntervalMicroseconds
             let (charge, overflow) = interval.multipliedReportingOverflow(by: Int64(cost))
@@ -150,6 +167,11 @@ public struct RateLimiter: Sendable {
             arguments.append(String(allowance, radix: 16))
         }
         if usage { arguments.append(usageArgument(policies: policies, cost: cost)) }
+        if let floors {
+            var argument = "f"
+            for floor in floors { argument += ":" + String(floor, radix: 16) }
+            arguments.append(argument)
+        }
         return arguments
     }
 

@@ -34,7 +34,7 @@ public final class ReplicaHeartbeat: Sendable {
                 breaker.recordSuccess()
             } catch {
                 if error.isUnavailable {
-                    breaker.recordFailure()
+                    breaker.record(error)
                     logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
                 } else {
                     // Redis answers, but refuses (an ACL without the heartbeat's commands, say):

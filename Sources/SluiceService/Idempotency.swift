@@ -66,6 +66,13 @@ struct IdempotencyStore: Sendable {
 
     private struct Pending: Codable { var fingerprint: String, pending = true }
 
+    /// The limiter's request id for a request with this `Idempotency-Key` (``RateLimiter/check(key:policies:cost:horizon:usage:requestID:)``):
+    /// a retry after a `503` whose limiter reply was lost is not charged twice. Scoped to the API
+    /// key, since a tenant's keys share one limiter key; 128 bits of SHA-256.
+    static func limiterRequestID(keyID: String, idempotencyKey: String) -> String {
+        SHA256.hash(data: Array("\(keyID)\u{0}\(idempotencyKey)".utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+    }
+
     func redisKey(keyID: String, idempotencyKey: String) -> String {
         let digest = SHA256.hash(data: Array(idempotencyKey.utf8)).map { String(format: "%02x", $0) }.joined()
         return Keyspace.idempotency(keyID: keyID, digest: digest)

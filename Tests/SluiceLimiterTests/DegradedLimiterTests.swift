@@ -49,4 +49,23 @@ struct DegradedLimiterTests {
         #expect(!breaker.isOpen)
         #expect(changes.value.withLock { $0 } == [.open, .closed])
     }
+
+    @Test func aRefusedConnectionOpensTheBreakerAtOnceATimeoutCountsOnce() async throws {
+        let breaker = CircuitBreaker(failureThreshold: 3)
+        breaker.record(.server("ERR gcra: something"))
+        breaker.record(.timedOut(endpoint: "x"))
+        breaker.record(.timedOut(endpoint: "x"))
+        #expect(!breaker.isOpen, "Redis answering an error is no outage; two timeouts are not three")
+        // A real refusal: a port nothing listens on.
+        let port = try RedisServer.freePort()
+        let client = RedisClient(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port)))
+        defer { client.shutdown() }
+        do {
+            _ = try await client.send("PING")
+            Issue.record("nothing listens on \(port)")
+        } catch {
+            breaker.record(error)
+        }
+        #expect(breaker.isOpen, "connection refused: an outage at once")
+    }
 }

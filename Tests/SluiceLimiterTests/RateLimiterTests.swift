@@ -129,6 +129,43 @@ struct RateLimiterTests {
         guard case .redis(let redisError) = error else { throw TestSupportError("expected a Redis error, got \(String(describing: error))") }
         #expect(redisError.isUnavailable)
     }
+
+    // MARK: Faults: lost writes, lost replies
+
+    @Test func aStateThatLostWritesIsRepairedFromTheLastReply() async throws {
+        // A failover that lost the master's last writes, as the next replica call sees it: the
+        // state is gone, but this replica's last reply proved the TAT (its floor).
+        let limiter = RateLimiter(client: try RedisServer.sharedClient(), localDenial: LocalDenial())
+        let policy = Policy(rate: 1, period: .seconds(3600), burst: 3)
+        for _ in 0..<3 { #expect(try await limiter.check(key: key, policies: [policy]).isAllowed) }
+        _ = try await limiter.client.send(RedisCommand("DEL", limiter.redisKey(for: key, policy: policy)))
+        let after = try await limiter.check(key: key, policies: [policy], cost: 0)
+        #expect(after.origin == .redis && after.remaining == 0, "repaired: nothing left of the burst")
+        #expect(try await limiter.client.send(RedisCommand("EXISTS", limiter.redisKey(for: key, policy: policy))).int == 1)
+        // A replica that never saw a reply for the key (no floor) is refused too: the state was repaired.
+        let other = RateLimiter(client: try RedisServer.sharedClient())
+        #expect(try await !other.check(key: key, policies: [policy]).isAllowed)
+    }
+
+    @Test func aRetryOfACallWhoseReplyWasLostIsNotChargedTwice() async throws {
+        // Redis busy for 0.6 s (DEBUG SLEEP on another connection) while a call waits 0.2 s at
+        // most: its reply is lost to a timeout, yet the script runs once Redis wakes up.
+        var configuration = try RedisConfiguration(url: RedisServer.sharedURL)
+        configuration.commandTimeout = .milliseconds(200)
+        let limiter = RateLimiter(client: RedisClient(configuration: configuration))
+        let policy = Policy(rate: 1, period: .seconds(3600), burst: 2)
+        let sleeper = try RedisServer.sharedClient()
+        async let slept = sleeper.send("DEBUG", "SLEEP", "0.6")
+        try await Task.sleep(for: .milliseconds(100))
+        await #expect(throws: RateLimitError.self) { try await limiter.check(key: key, policies: [policy], requestID: "lost") }
+        _ = try await slept
+        // The retry gets the first decision again: charged once, so one more request fits.
+        let retried = try await limiter.check(key: key, policies: [policy], requestID: "lost")
+        #expect(retried.isAllowed && retried.remaining == 1)
+        #expect(try await limiter.check(key: key, policies: [policy]).isAllowed)
+        #expect(try await !limiter.check(key: key, policies: [policy]).isAllowed, "the burst of 2 is spent: 2 requests, 2 charges")
+    }
+
 }
 
 @Suite("Reservations within a horizon")

@@ -105,7 +105,8 @@ struct Admission: Sendable {
                     // until its answer is ready (held requests included; a queued one's ends with its 202).
                     if case .key = charge, permitted { lease = try await takeLease(record, logger: context.logger) }
                     let decision = try await self.charge(
-                        record, charge, horizon: permitted && deferrable ? record.plan.deferralHorizon : .zero, logger: context.logger)
+                        record, charge, horizon: permitted && deferrable ? record.plan.deferralHorizon : .zero,
+                        requestID: Self.requestID(request, charge: charge, keyID: record.id), logger: context.logger)
                     if span.isRecording { Self.describe(decision, in: span) }
                     return decision
                 } catch let problem as Problem {
@@ -136,6 +137,13 @@ struct Admission: Sendable {
         _ request: Request, _ context: SluiceRequestContext, scopes: Set<Scope>, _ body: (KeyRecord) async throws -> Response
     ) async throws -> Response {
         try await admit(request, context, scopes: scopes) { admitted in try await body(admitted.record) }
+    }
+
+    /// The limiter's request id of a request charged to its key that carries an `Idempotency-Key`:
+    /// its retry after a lost limiter reply is not charged twice. `nil` otherwise (no cost).
+    private static func requestID(_ request: Request, charge: Charge, keyID: String) -> String? {
+        guard case .key = charge, let header = request.headers[.idempotencyKey], let key = IdempotencyStore.parseKey(header) else { return nil }
+        return IdempotencyStore.limiterRequestID(keyID: keyID, idempotencyKey: key)
     }
 
     /// Now, or — for a slot reserved ahead — held or queued as the key's overflow mode and the

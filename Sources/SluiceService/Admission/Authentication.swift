@@ -29,7 +29,7 @@ extension Admission {
             }
         } catch {
             if case .unavailable(let cause) = error {
-                if cause.redisCause?.isUnavailable == true { limits.breaker.recordFailure() }
+                if let redis = cause.redisCause { limits.breaker.record(redis) }
                 if let record = authenticator.lastKnownRecord(presented) { return record }
                 throw Problem.storeFailure("key store", cause: cause, metrics: metrics, logger: context.logger)
             }

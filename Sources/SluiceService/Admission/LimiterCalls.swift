@@ -10,11 +10,14 @@ import SluiceLimiter
 /// (degraded mode) the replica's own — plus `max_in_flight` leases and shadow policies.
 extension Admission {
     /// Charges the request as `charge` says; a refusal is thrown as its problem.
-    func charge(_ record: KeyRecord, _ charge: Charge, horizon: Duration, logger: Logger) async throws -> Decision {
+    /// A `requestID` makes a retry of the same request cost nothing more (see ``LimiterCall/requestID``).
+    func charge(_ record: KeyRecord, _ charge: Charge, horizon: Duration, requestID: String? = nil, logger: Logger) async throws -> Decision {
         switch charge {
         case .key(let cost):
             let tenant = try await tenant(of: record, logger: logger)
-            let decision = try await chargeKey(record, LimiterCall(record, tenant: tenant), cost: cost, horizon: horizon, logger: logger)
+            var call = LimiterCall(record, tenant: tenant)
+            call.requestID = requestID
+            let decision = try await chargeKey(record, call, cost: cost, horizon: horizon, logger: logger)
             await tryShadowPolicies(record, tenant: tenant, cost: cost, logger: logger)
             return decision
         case .jobStatus:
@@ -34,7 +37,7 @@ extension Admission {
         do {
             tenant = try await limits.tenants.get(id)
         } catch {
-            if error.redisCause?.isUnavailable == true { limits.breaker.recordFailure() }
+            if let redis = error.redisCause { limits.breaker.record(redis) }
             if record.servedWhenRedisFails { return nil }
             throw Problem.storeFailure("tenant store", cause: error, metrics: metrics, logger: logger)
         }
@@ -85,7 +88,7 @@ extension Admission {
         do {
             outcome = try await limits.concurrency.acquire(key: record.id, limit: limit, timeout: timeout)
         } catch {
-            if case .redis(let cause) = error, cause.isUnavailable { limits.breaker.recordFailure() }
+            if case .redis(let cause) = error { limits.breaker.record(cause) }
             if record.servedWhenRedisFails { return nil }
             throw Problem.storeFailure("concurrency limiter", cause: error, metrics: metrics, logger: logger)
         }
@@ -188,12 +191,13 @@ extension Admission {
     func askLimiter(_ call: LimiterCall, cost: Int, horizon: Duration = .zero, logger: Logger) async throws -> Decision {
         let started = ContinuousClock.now
         do {
-            let decision = try await limits.limiter.check(key: call.key, policies: call.policies, cost: cost, horizon: horizon, usage: call.usage)
+            let decision = try await limits.limiter.check(
+                key: call.key, policies: call.policies, cost: cost, horizon: horizon, usage: call.usage, requestID: call.requestID)
             if decision.origin == .redis { limits.breaker.recordSuccess() }
             metrics.recordDecision(decision, duration: ContinuousClock.now - started)
             return decision
         } catch {
-            if case .redis(let cause) = error, cause.isUnavailable { limits.breaker.recordFailure() }
+            if case .redis(let cause) = error { limits.breaker.record(cause) }
             // Fail-secure: nothing is served without a limiter decision.
             throw Problem.storeFailure("rate limiter", cause: error, metrics: metrics, logger: logger)
         }
