@@ -119,9 +119,11 @@ public final class LocalDenial: Sendable {
         }
     }
 
-    /// Floors for `gcra.lua`'s `f:` option: per policy the TAT lower bound the last reply gave (0
-    /// for a policy it did not cover), whatever Redis node gave it. `nil` when no bound still lies
-    /// ahead of Redis' clock (a TAT in the past limits nothing; sending it would cost for nothing).
+    /// `gcra.lua`'s `f:<floor_1>:…:<floor_n>` option: per policy the TAT lower bound the last reply
+    /// gave (0 for a policy it did not cover), whatever Redis node gave it. `nil` when no bound
+    /// still lies ahead of Redis' clock (a TAT in the past limits nothing: sending it would cost
+    /// for nothing). Written straight into one string: for one policy it stays a small string,
+    /// no allocation.
     ///
     /// **Why it is safe.** A reply's TAT is one Redis wrote (or would have), and TATs only grow
     /// between administrative changes, which drop the bounds here: a floor never makes a limit
@@ -129,21 +131,21 @@ public final class LocalDenial: Sendable {
     /// the Redis Cluster layout, which is exactly when it is needed: a promoted replica that
     /// missed the old master's last writes is repaired to it (`TAT = max(stored, floor)`). A
     /// node whose clock is behind the old master's only makes the key wait that much longer.
-    func floors(key: String, policies: [Policy], now: ContinuousClock.Instant = .now) -> [Int64]? {
+    func floorArgument(key: String, policies: [Policy], now: ContinuousClock.Instant = .now) -> String? {
         guard let bounds = entries.withLock({ $0.get(key) }) else { return nil }
         let redisNow = Self.redisUpperBound(bounds, at: now)
-        var floors: [Int64] = []
-        floors.reserveCapacity(policies.count)
+        var argument = "f"
         var ahead = false
         for policy in policies {
+            argument += ":"
             guard let known = bounds.tats[policy.stateName], known.policy == policy else {
-                floors.append(0)
+                argument += "0"
                 continue
             }
             if known.tat > redisNow { ahead = true }
-            floors.append(known.tat)
+            argument += String(known.tat, radix: 16)
         }
-        return ahead ? floors : nil
+        return ahead ? argument : nil
     }
 
     /// Forgets everything learnt about `key` (its policies changed, it was rotated or deleted).

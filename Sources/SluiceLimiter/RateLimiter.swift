@@ -48,7 +48,7 @@ public struct RateLimiter: Sendable {
     /// With a `requestID` (the client's `Idempotency-Key`, say), a retry of a call whose reply was
     /// lost is answered the first decision again and charged nothing (recorded ``requestLifetime``).
     /// Every call also sends what earlier replies proved about the key's TATs as floors (see
-    /// ``LocalDenial/floors(key:policies:)``): a Redis Cluster failover that lost the old master's
+    /// ``LocalDenial/floorArgument(key:policies:now:)``): a Redis Cluster failover that lost the old master's
     /// last writes is repaired by the next call of any replica that saw one of them.
     public func check(
         key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero, usage: [String] = [], requestID: String? = nil
@@ -74,7 +74,7 @@ public struct RateLimiter: Sendable {
         let sentAt = ContinuousClock.now
         var keys = callKeys(for: key, policies: policies, usage: usage)
         var arguments = Self.arguments(
-            policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty, floors: localDenial?.floors(key: key, policies: policies))
+            policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty, floors: localDenial?.floorArgument(key: key, policies: policies))
         if let requestID {
             keys.append(Keyspace.rateLimit(key, policy: "req:" + requestID, namespace: namespace))
             arguments.append("r:" + String(Self.requestLifetime.microseconds / 1000))
@@ -146,14 +146,14 @@ public struct RateLimiter: Sendable {
     }
 
     /// The script's arguments: per policy its charge (interval × cost) and allowance (interval ×
-    /// burst, plus the horizon), integer µs in hexadecimal (see `lua/gcra.lua`); with `usage`,
-    /// usage metering's argument last.
+    /// burst, plus the horizon), integer µs in hexadecimal (see `lua/gcra.lua`); then the options:
+    /// usage metering's argument with `usage`, and `floors` (``LocalDenial/floorArgument(key:policies:now:)``).
     ///
     /// A cost above some policy's burst can never be admitted, however long it waits: it is sent
     /// without the horizon, so the script denies it instead of reserving it. An allowance beyond
     /// the script's 2^51 µs bound (a horizon of decades) is cut to the bound.
     public static func arguments(
-        policies: [Policy], cost: Int, horizon: Duration = .zero, usage: Bool = false, floors: [Int64]? = nil
+        policies: [Policy], cost: Int, horizon: Duration = .zero, usage: Bool = false, floors: String? = nil
     ) -> [String] {
         let reservable = policies.allSatisfy { cost <= $0.burst }
         let horizon = reservable ? min(horizon.microseconds, Policy.maximumOffset) : 0
@@ -167,11 +167,7 @@ public struct RateLimiter: Sendable {
             arguments.append(String(allowance, radix: 16))
         }
         if usage { arguments.append(usageArgument(policies: policies, cost: cost)) }
-        if let floors {
-            var argument = "f"
-            for floor in floors { argument += ":" + String(floor, radix: 16) }
-            arguments.append(argument)
-        }
+        if let floors { arguments.append(floors) }
         return arguments
     }
 
