@@ -100,6 +100,21 @@ public final class RedisClient: RedisCommands {
         }
     }
 
+    /// Returns when any master answers `PING` (one Redis: when it does), asking them in turn.
+    public func pingAny() async throws(RedisError) {
+        var failure = RedisError.unavailableSlot(-1)
+        for connection in try await router?.masters() ?? connections {
+            do {
+                let reply = try await connection.send(RedisCommand("PING"))
+                if reply.string == "PONG" { return }
+                failure = .unexpectedReply("PING answered \(reply)")
+            } catch {
+                failure = error
+            }
+        }
+        throw failure
+    }
+
     /// Round trips on all connections so far.
     public var roundTrips: Int { router?.roundTrips ?? connections.reduce(0) { $0 + $1.roundTrips } }
 

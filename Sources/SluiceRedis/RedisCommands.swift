@@ -10,9 +10,17 @@ public protocol RedisCommands: Sendable {
     /// Changes whenever the cluster's slots are seen to move (a `MOVED` redirect): state derived
     /// from one node's clock is only comparable within one epoch. Always 0 for one Redis.
     var layoutEpoch: Int { get }
+    /// Returns when Redis answers `PING`: with a Redis Cluster, when any master does (readiness:
+    /// one failed node must not drain every replica, whose keys on the other masters still work).
+    func pingAny() async throws(RedisError)
 }
 
 extension RedisCommands {
+    public func pingAny() async throws(RedisError) {
+        let reply = try await send(RedisCommand("PING"))
+        guard reply.string == "PONG" else { throw .unexpectedReply("PING answered \(reply)") }
+    }
+
     public func send(_ name: String, _ arguments: String...) async throws(RedisError) -> RedisReply {
         try await send(RedisCommand(name, arguments))
     }

@@ -22,7 +22,7 @@ struct OperationalRoutes {
             try Response.json(["status": "ok"])
         }
 
-        /// Readiness: Redis answers and a verified model is loaded. A load balancer drains a
+        /// Readiness: Redis answers (any master of a Redis Cluster) and a verified model is loaded. A load balancer drains a
         /// replica that is not ready.
         router.get("/readyz") { _, _ -> Response in
             try await readiness()
@@ -39,23 +39,29 @@ struct OperationalRoutes {
     }
 
     private func readiness() async throws -> Response {
-        // Degraded mode (Redis unreachable) is still ready when this replica knows keys with
-        // on_redis_failure=local: it serves them, and every replica shares the same Redis, so
-        // another would do no better. The body and Sluice-Degraded say so, for load-balancer
-        // checks that want only fully healthy replicas (HAProxy: `http-check expect string`).
-        if breaker.isOpen, authenticator.knowsKeysServedWhenRedisFails, let model = models.current {
-            var response = try Response.json(ReadinessView(status: "degraded", model_version: model.version))
-            response.headers[.sluiceDegraded] = "local"
-            return response
-        }
+        if let degraded = try degradedReadiness() { return degraded }
         do {
-            _ = try await redis.send("PING")
+            try await redis.pingAny()
         } catch {
             metrics.redisErrors.increment()
+            // An outage no request has met yet: a refused connection opens the breaker at once.
+            breaker.record(error)
+            if let degraded = try degradedReadiness() { return degraded }
             throw Problem.unavailable("Redis is unreachable.")
         }
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
         return try Response.json(ReadinessView(model_version: model.version))
+    }
+
+    /// Degraded mode (Redis unreachable) is still ready when this replica knows keys with
+    /// on_redis_failure=local: it serves them, and every replica shares the same Redis, so
+    /// another would do no better. The body and Sluice-Degraded say so, for load-balancer
+    /// checks that want only fully healthy replicas (HAProxy: `http-check expect string`).
+    private func degradedReadiness() throws -> Response? {
+        guard breaker.isOpen, authenticator.knowsKeysServedWhenRedisFails, let model = models.current else { return nil }
+        var response = try Response.json(ReadinessView(status: "degraded", model_version: model.version))
+        response.headers[.sluiceDegraded] = "local"
+        return response
     }
 }
 
