@@ -11,6 +11,8 @@ import FoundationNetworking
 public final class ServiceProcess: Sendable {
     public let port: Int
     public let logFile: String
+    /// What it was started with beyond this process' environment (to start another like it).
+    public let environment: [String: String]
     private let pidFile: String
     private let exitFile: String
 
@@ -24,6 +26,7 @@ public final class ServiceProcess: Sendable {
     /// environment.
     public init(_ command: String = "serve", redisURL: String, environment: [String: String], arguments: [String] = []) throws {
         port = try RedisServer.freePort()
+        self.environment = environment
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(command)-\(port)-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         logFile = "\(directory)/\(command).log"

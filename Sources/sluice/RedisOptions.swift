@@ -33,16 +33,18 @@ struct RedisOptions: ParsableArguments {
         return configuration
     }
 
-    /// In cluster mode, asks the seeds for the cluster's layout before anything starts: no seed
-    /// answering, a seed that is not a cluster node, or refused credentials stop the process with
-    /// the nodes named, rather than a replica that answers 503 to everything. (One Redis may come
+    /// In cluster mode, asks the seeds for the cluster's layout and its masters for `PING` before
+    /// anything starts: no seed answering, a seed that is not a cluster node, refused credentials
+    /// or no master answering stop the process with the nodes named, rather than a replica that
+    /// answers 503 to everything. One master down is not a reason to stay down: the others' keys
+    /// work (scripts/nemesis restarted a replica while a master was stopped). (One Redis may come
     /// up after its replicas; they answer 503 meanwhile, as they would if it went away.)
     static func checkCluster(_ configuration: RedisConfiguration) async throws {
         guard configuration.mode == .cluster else { return }
         let probe = RedisClient(configuration: configuration, logger: Logger(label: "sluice.redis"))
         defer { probe.shutdown() }
         do {
-            _ = try await probe.send(RedisCommand("PING"))
+            try await probe.pingAny()
         } catch {
             throw ValidationError("the Redis Cluster at \(configuration.seeds.map(\.description).joined(separator: ",")) cannot be used: \(error)")
         }
