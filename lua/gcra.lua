@@ -85,17 +85,22 @@ if record then
   local recorded = redis.call('GET', KEYS[#KEYS])
   if recorded then return recorded end
 end
-local floor = {}
+local floor
 if floors then
-  local i = 0
-  for text in string.gmatch(string.sub(floors, 3), '[^:]+') do
-    i = i + 1
-    floor[i] = tonumber(text, 16)
-    if not floor[i] or floor[i] >= 9007199254740992 then
+  -- One floor per policy, between colons: found with plain find (gmatch costs far more).
+  floor = {}
+  local pos, find, sub = 3, string.find, string.sub
+  for i = 1, n do
+    if not pos then return redis.error_reply('ERR gcra: "f:<floor_1>:...:<floor_n>" takes one floor per policy') end
+    local stop = find(floors, ':', pos, true)
+    local value = tonumber(sub(floors, pos, stop and stop - 1 or -1), 16)
+    if not value or value >= 9007199254740992 then
       return redis.error_reply('ERR gcra: a floor must be a hexadecimal integer number of microseconds below 2^53')
     end
+    floor[i] = value
+    pos = stop and stop + 1
   end
-  if i ~= n then return redis.error_reply('ERR gcra: "f:<floor_1>:...:<floor_n>" takes one floor per policy') end
+  if pos then return redis.error_reply('ERR gcra: "f:<floor_1>:...:<floor_n>" takes one floor per policy') end
 end
 -- Bound on every offset in microseconds (2^51), keeping now + offsets exact as doubles (< 2^53).
 local MAX = 2251799813685248
@@ -121,7 +126,7 @@ for i = 1, n do
   else
     tat = now
   end
-  local lost = floor[i]
+  local lost = floor and floor[i]
   if lost and lost > tat and lost > now then
     if lost - now >= MAX then return redis.error_reply('ERR gcra: a floor must lie within 2^51 microseconds of now') end
     repaired = repaired or {}
