@@ -31,6 +31,11 @@ public enum Keyspace {
     public static func rateLimit(_ key: String, policy: String, namespace: String = rateLimits) -> String {
         "\(namespace):{\(key)}:\(policy)"
     }
+    /// A limiter call's record under its request id (`gcra.lua`'s `r:` option), beside the state
+    /// it charged: a retry after a lost reply is answered from it.
+    public static func limiterRequest(_ key: String, id: String, namespace: String = rateLimits) -> String {
+        "\(namespace):{\(key)}:req:\(id)"
+    }
     /// Usage metering: one hash per limiter key, owner tag (`""`: the limiter key itself; `k:<key
     /// id>` and `t` under a tenant's) and UTC day (days since the epoch), with counts per hour.
     public static func usage(_ key: String, tag: String, day: Int) -> String {

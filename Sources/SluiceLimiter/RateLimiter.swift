@@ -76,7 +76,7 @@ public struct RateLimiter: Sendable {
         var arguments = Self.arguments(
             policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty, floors: localDenial?.floorArgument(key: key, policies: policies))
         if let requestID {
-            keys.append(Keyspace.rateLimit(key, policy: "req:" + requestID, namespace: namespace))
+            keys.append(Keyspace.limiterRequest(key, id: requestID, namespace: namespace))
             arguments.append("r:" + String(Self.requestLifetime.microseconds / 1000))
         }
         let reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments, failing: RateLimitError.self)
