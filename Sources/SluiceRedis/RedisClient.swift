@@ -95,8 +95,7 @@ public final class RedisClient: RedisCommands {
     /// authenticate and answer.
     public func ping() async throws(RedisError) {
         for connection in try await router?.masters() ?? connections {
-            let reply = try await connection.send(RedisCommand("PING"))
-            guard reply.string == "PONG" else { throw .unexpectedReply("PING answered \(reply)") }
+            try RedisReply.expectPong(try await connection.send(RedisCommand("PING")))
         }
     }
 
@@ -105,9 +104,8 @@ public final class RedisClient: RedisCommands {
         var failure = RedisError.unavailableSlot(-1)
         for connection in try await router?.masters() ?? connections {
             do {
-                let reply = try await connection.send(RedisCommand("PING"))
-                if reply.string == "PONG" { return }
-                failure = .unexpectedReply("PING answered \(reply)")
+                try RedisReply.expectPong(try await connection.send(RedisCommand("PING")))
+                return
             } catch {
                 failure = error
             }

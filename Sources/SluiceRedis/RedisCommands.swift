@@ -17,8 +17,7 @@ public protocol RedisCommands: Sendable {
 
 extension RedisCommands {
     public func pingAny() async throws(RedisError) {
-        let reply = try await send(RedisCommand("PING"))
-        guard reply.string == "PONG" else { throw .unexpectedReply("PING answered \(reply)") }
+        try RedisReply.expectPong(try await send(RedisCommand("PING")))
     }
 
     public func send(_ name: String, _ arguments: String...) async throws(RedisError) -> RedisReply {
@@ -44,5 +43,12 @@ extension RedisCommands {
         } catch {
             throw Failure.redis(error)
         }
+    }
+}
+
+extension RedisReply {
+    /// `PING`'s answer, or the error saying what came instead.
+    static func expectPong(_ reply: RedisReply) throws(RedisError) {
+        guard reply.string == "PONG" else { throw .unexpectedReply("PING answered \(reply)") }
     }
 }
