@@ -21,3 +21,14 @@ extension HTTPField.Name {
     /// `local` on answers decided by the replica alone while Redis is unreachable (degraded mode).
     static let sluiceDegraded = Self("Sluice-Degraded")!
 }
+
+extension HTTPFields {
+    /// `self[name]` for the hot path: a field that occurs once (the usual case) is returned as it
+    /// is, without HTTPTypes' generic join of all its values (runtime generic metadata on every
+    /// lookup); a repeated one is still joined, so `self[name]`'s meaning is kept.
+    func value(_ name: HTTPField.Name) -> String? {
+        guard let first = firstIndex(where: { $0.name == name }) else { return nil }
+        if self[index(after: first)...].contains(where: { $0.name == name }) { return self[name] }
+        return self[first].value
+    }
+}

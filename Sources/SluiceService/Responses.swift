@@ -34,7 +34,7 @@ extension Request {
 
     /// The media type of the body without parameters, lower-cased.
     var mediaType: String? {
-        guard let value = headers[.contentType] else { return nil }
+        guard let value = headers.value(.contentType) else { return nil }
         if value == "application/json" { return value }  // the common case, without any allocation
         return value.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
     }

@@ -53,6 +53,9 @@ struct Admission: Sendable {
     let trustedProxies: TrustedProxies
     let limits: AdmissionLimits
     let metrics: ServiceMetrics
+    /// Whether requests are traced (`OTEL_*` set): without it no span is even started, since the
+    /// no-op tracer's `withSpan` still looks its tracer up and sets a task-local on every call.
+    let traced: Bool
 
     /// Polling a job's status: 20 per second with bursts of 40, per key, apart from its own limits.
     static let jobStatusPolicy = Policy(name: "job-status", rate: 20, period: .seconds(1), burst: 40)
@@ -98,22 +101,23 @@ struct Admission: Sendable {
         defer { returnLease(lease) }
         let permitted = !scopes.isDisjoint(with: record.scopes)
         let decision: Decision
-        do {
-            decision = try await withSpan("admission") { span in
-                do {
-                    // A request of a key with max_in_flight holds a lease from before its limiter check
-                    // until its answer is ready (held requests included; a queued one's ends with its 202).
-                    if case .key = charge, permitted { lease = try await takeLease(record, logger: context.logger) }
-                    let decision = try await self.charge(
-                        record, charge, horizon: permitted && deferrable ? record.plan.deferralHorizon : .zero,
-                        requestID: Self.requestID(request, charge: charge, keyID: record.id), logger: context.logger)
-                    if span.isRecording { Self.describe(decision, in: span) }
-                    return decision
-                } catch let problem as Problem {
-                    if span.isRecording { Self.describe(problem, in: span) }
-                    throw problem
-                }
+        func decide(_ span: (any Span)?) async throws -> Decision {
+            do {
+                // A request of a key with max_in_flight holds a lease from before its limiter check
+                // until its answer is ready (held requests included; a queued one's ends with its 202).
+                if case .key = charge, permitted { lease = try await takeLease(record, logger: context.logger) }
+                let decision = try await self.charge(
+                    record, charge, horizon: permitted && deferrable ? record.plan.deferralHorizon : .zero,
+                    requestID: Self.requestID(request, charge: charge, keyID: record.id), logger: context.logger)
+                if let span, span.isRecording { Self.describe(decision, in: span) }
+                return decision
+            } catch let problem as Problem {
+                if let span, span.isRecording { Self.describe(problem, in: span) }
+                throw problem
             }
+        }
+        do {
+            decision = try await traced ? withSpan("admission") { span in try await decide(span) } : decide(nil)
         } catch {
             RequestFacts.record(decision: "denied")
             throw error
@@ -127,7 +131,7 @@ struct Admission: Sendable {
             return response
         } catch var problem as Problem {
             // A refusal built from this decision carries its headers already.
-            if problem.headers[.rateLimit] == nil { Self.appendHeaders(for: decision, to: &problem.headers) }
+            if !problem.headers.contains(.rateLimit) { Self.appendHeaders(for: decision, to: &problem.headers) }
             throw problem
         }
     }
@@ -142,7 +146,7 @@ struct Admission: Sendable {
     /// The limiter's request id of a request charged to its key that carries an `Idempotency-Key`:
     /// its retry after a lost limiter reply is not charged twice. `nil` otherwise (no cost).
     private static func requestID(_ request: Request, charge: Charge, keyID: String) -> String? {
-        guard case .key = charge, let header = request.headers[.idempotencyKey], let key = IdempotencyStore.parseKey(header) else { return nil }
+        guard case .key = charge, let header = request.headers.value(.idempotencyKey), let key = IdempotencyStore.parseKey(header) else { return nil }
         return IdempotencyStore.limiterRequestID(keyID: keyID, idempotencyKey: key)
     }
 

@@ -58,7 +58,7 @@ extension Admission {
     /// `Authorization: Bearer <key>`, else `X-API-Key: <key>`.
     /// Byte-level on purpose: this runs on every request.
     static func presentedKey(_ headers: HTTPFields) -> String? {
-        if let authorization = headers[.authorization] {
+        if let authorization = headers.value(.authorization) {
             let bytes = authorization.utf8
             // Case-insensitive "bearer ", compared in place (no array of its own).
             guard bytes.count > 7, zip(bytes, "bearer ".utf8).allSatisfy({ $0 | 0x20 == $1 }) else {
@@ -66,7 +66,7 @@ extension Admission {
             }
             return trimmedSpaces(authorization.utf8.dropFirst(7))
         }
-        return headers[.apiKey].map { trimmedSpaces($0.utf8[...]) }
+        return headers.value(.apiKey).map { trimmedSpaces($0.utf8[...]) }
     }
 
     private static func trimmedSpaces(_ text: Substring.UTF8View) -> String {
@@ -81,7 +81,7 @@ extension Admission {
     /// The peer address, or — only when the peer is a trusted proxy — the last address in
     /// `X-Forwarded-For` that is not itself a trusted proxy.
     func clientAddress(_ request: Request, context: SluiceRequestContext) -> String {
-        Self.clientAddress(peer: context.remoteAddress?.ipAddress ?? "unknown", forwardedFor: request.headers[.forwardedFor], trusting: trustedProxies)
+        Self.clientAddress(peer: context.remoteAddress?.ipAddress ?? "unknown", forwardedFor: request.headers.value(.forwardedFor), trusting: trustedProxies)
     }
 
     /// ``clientAddress(_:context:)`` on plain values (fuzzed on its own).

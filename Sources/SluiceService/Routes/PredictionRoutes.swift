@@ -33,7 +33,7 @@ struct PredictionRoutes {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
         // A key provably over its limit is refused before its body is read: the answer Redis
         // would give to any cost (an Idempotency-Key may name an earlier answer: not then).
-        let record = try await admission.screen(request, context, refusingProvenOverLimit: request.headers[.idempotencyKey] == nil)
+        let record = try await admission.screen(request, context, refusingProvenOverLimit: !request.headers.contains(.idempotencyKey))
         var body: [UInt8] = []
         let parsed: Result<PredictionInput, Problem>
         if request.mediaType != "application/json" {
@@ -46,7 +46,7 @@ struct PredictionRoutes {
                 parsed = .failure(error)
             }
         }
-        guard let header = request.headers[.idempotencyKey] else {
+        guard let header = request.headers.value(.idempotencyKey) else {
             return try await serve(request, context, record: record, parsed: parsed)
         }
         guard let idempotencyKey = IdempotencyStore.parseKey(header) else { throw Problem.invalidIdempotencyKey }
@@ -113,8 +113,12 @@ struct PredictionRoutes {
             case .hold(let delay):
                 let started = ContinuousClock.now
                 // A client that hangs up meanwhile cancels the sleep; its slot stays spent.
-                try await withSpan("hold") { span in
-                    span.attributes["sluice.delay_ms"] = Int(delay.seconds * 1000)
+                if admission.traced {
+                    try await withSpan("hold") { span in
+                        span.attributes["sluice.delay_ms"] = Int(delay.seconds * 1000)
+                        try await Task.sleep(for: delay)
+                    }
+                } else {
                     try await Task.sleep(for: delay)
                 }
                 response = try prediction(instances, output: record.effectiveOutput)
@@ -153,13 +157,15 @@ struct PredictionRoutes {
 
     private func prediction(_ instances: [[Double]], output: PredictionOutput) throws -> Response {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
-        let json = withSpan("predict") { span in
-            if span.isRecording {
-                span.attributes["sluice.model_version"] = model.version
-                span.attributes["sluice.instances"] = instances.count
-            }
-            return model.predictionJSON(for: instances, output: output)
-        }
+        let json =
+            admission.traced
+            ? withSpan("predict") { span in
+                if span.isRecording {
+                    span.attributes["sluice.model_version"] = model.version
+                    span.attributes["sluice.instances"] = instances.count
+                }
+                return model.predictionJSON(for: instances, output: output)
+            } : model.predictionJSON(for: instances, output: output)
         // Room for the RateLimit fields admission adds: the fields are not copied again.
         var headers = HTTPFields()
         headers.reserveCapacity(6)
