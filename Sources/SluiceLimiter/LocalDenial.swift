@@ -52,27 +52,33 @@ public final class LocalDenial: Sendable {
     enum Path {
         /// Answer this denial: Redis would certainly give it.
         case denied(Decision)
-        /// Ask Redis; when `leading`, call ``finish(_:)`` after recording the reply.
-        case call(leading: Bool)
-        /// A call for this key, at its limit, is in flight: ``waitForCall(_:)``, then look again.
-        case wait
+        /// Ask Redis, sending `floor` (``floorArgument(_:policies:now:)``) when there is one; when
+        /// `leading`, call ``finish(_:)`` after recording the reply.
+        case call(leading: Bool, floor: String?)
+        /// A call for this key, at its limit, is in flight: ``waitForCall(_:)``, then look again
+        /// (or, after waiting long enough, call with `floor`).
+        case wait(floor: String?)
     }
 
     /// Denies what the bounds prove; otherwise lets one call per key at its limit go to Redis
     /// and the others wait for its reply, which usually proves them denied. (A flood of one key
     /// would otherwise send every request that arrives while a slot is freeing up to Redis.)
     /// Keys with room left are never held back: their checks run concurrently as before.
+    /// One look at the key's bounds serves both the denial and the floor of the call.
     func path(key: String, policies: [Policy], cost: Int, horizon: Duration, epoch: Int, now: ContinuousClock.Instant = .now) -> Path {
-        guard let bounds = entries.withLock({ $0.get(key) }), bounds.epoch == epoch else { return .call(leading: false) }
+        guard let bounds = entries.withLock({ $0.get(key) }) else { return .call(leading: false, floor: nil) }
+        // Floors outlive a change of the cluster layout; the denial bounds do not.
+        guard bounds.epoch == epoch else { return .call(leading: false, floor: Self.floorArgument(bounds, policies: policies, now: now)) }
         if var denial = Self.denial(bounds, policies: policies, cost: cost, horizon: horizon, now: now) {
             denial.key = key
             return .denied(denial)
         }
-        guard Self.isAtLimit(bounds, policies: policies, cost: cost, horizon: horizon, now: now) else { return .call(leading: false) }
+        let floor = Self.floorArgument(bounds, policies: policies, now: now)
+        guard Self.isAtLimit(bounds, policies: policies, cost: cost, horizon: horizon, now: now) else { return .call(leading: false, floor: floor) }
         return inFlight.withLock { calls in
-            if calls[key] != nil { return .wait }
+            if calls[key] != nil { return .wait(floor: floor) }
             calls[key] = []
-            return .call(leading: true)
+            return .call(leading: true, floor: floor)
         }
     }
 
@@ -131,8 +137,7 @@ public final class LocalDenial: Sendable {
     /// the Redis Cluster layout, which is exactly when it is needed: a promoted replica that
     /// missed the old master's last writes is repaired to it (`TAT = max(stored, floor)`). A
     /// node whose clock is behind the old master's only makes the key wait that much longer.
-    func floorArgument(key: String, policies: [Policy], now: ContinuousClock.Instant = .now) -> String? {
-        guard let bounds = entries.withLock({ $0.get(key) }) else { return nil }
+    static func floorArgument(_ bounds: Bounds, policies: [Policy], now: ContinuousClock.Instant) -> String? {
         let redisNow = Self.redisUpperBound(bounds, at: now)
         var argument = "f"
         var ahead = false

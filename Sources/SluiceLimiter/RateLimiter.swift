@@ -48,7 +48,7 @@ public struct RateLimiter: Sendable {
     /// With a `requestID` (the client's `Idempotency-Key`, say), a retry of a call whose reply was
     /// lost is answered the first decision again and charged nothing (recorded ``requestLifetime``).
     /// Every call also sends what earlier replies proved about the key's TATs as floors (see
-    /// ``LocalDenial/floorArgument(key:policies:now:)``): a Redis Cluster failover that lost the old master's
+    /// ``LocalDenial/floorArgument(_:policies:now:)``): a Redis Cluster failover that lost the old master's
     /// last writes is repaired by the next call of any replica that saw one of them.
     public func check(
         key: String, policies: [Policy], cost: Int = 1, horizon: Duration = .zero, usage: [String] = [], requestID: String? = nil
@@ -56,15 +56,18 @@ public struct RateLimiter: Sendable {
         try validate(key: key, policies: policies, cost: cost)
         guard horizon >= .zero else { throw .invalidArguments("horizon must be >= 0") }
         var leading = false
+        var floor: String?
         if let localDenial {
             // At most a few rounds: each wait ends with a reply that moved the bounds.
             decide: for round in 0..<3 {
                 switch localDenial.path(key: key, policies: policies, cost: cost, horizon: horizon, epoch: client.layoutEpoch) {
                 case .denied(let decision): return decision
-                case .call(let isLeading):
+                case .call(let isLeading, let proven):
                     leading = isLeading
+                    floor = proven
                     break decide
-                case .wait:
+                case .wait(let proven):
+                    floor = proven
                     if round == 2 { break decide }
                     await localDenial.waitForCall(key)
                 }
@@ -74,7 +77,7 @@ public struct RateLimiter: Sendable {
         let sentAt = ContinuousClock.now
         var keys = callKeys(for: key, policies: policies, usage: usage)
         var arguments = Self.arguments(
-            policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty, floors: localDenial?.floorArgument(key: key, policies: policies))
+            policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty, floors: floor)
         if let requestID {
             keys.append(Keyspace.limiterRequest(key, id: requestID, namespace: namespace))
             arguments.append("r:" + String(Self.requestLifetime.microseconds / 1000))
@@ -147,7 +150,7 @@ public struct RateLimiter: Sendable {
 
     /// The script's arguments: per policy its charge (interval × cost) and allowance (interval ×
     /// burst, plus the horizon), integer µs in hexadecimal (see `lua/gcra.lua`); then the options:
-    /// usage metering's argument with `usage`, and `floors` (``LocalDenial/floorArgument(key:policies:now:)``).
+    /// usage metering's argument with `usage`, and `floors` (``LocalDenial/floorArgument(_:policies:now:)``).
     ///
     /// A cost above some policy's burst can never be admitted, however long it waits: it is sent
     /// without the horizon, so the script denies it instead of reserving it. An allowance beyond
