@@ -139,6 +139,8 @@ public final class LocalDenial: Sendable {
     /// node whose clock is behind the old master's only makes the key wait that much longer.
     static func floorArgument(_ bounds: Bounds, policies: [Policy], now: ContinuousClock.Instant) -> String? {
         let redisNow = Self.redisUpperBound(bounds, at: now)
+        // The usual case, a key with room: no bound ahead, nothing to look up or spell.
+        guard bounds.tats.values.contains(where: { $0.tat > redisNow }) else { return nil }
         var argument = "f"
         var ahead = false
         for policy in policies {
