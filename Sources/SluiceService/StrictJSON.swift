@@ -220,12 +220,44 @@ struct StrictJSON {
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
             guard index > exponentStart else { throw .malformed(offset: index, reason: "invalid number") }
         }
+        if let exact = Self.exactValue(bytes[start..<index]) { return exact }
         // 1e400 parses to infinity: it is JSON, and the caller refuses it as not finite.
         guard let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)) else {
             throw .malformed(offset: start, reason: "invalid number")
         }
         return value
     }
+
+    /// The value of a number without an exponent whose digits fit in 15 (`5.1`, `-0.25`, `140`),
+    /// computed without a string: its digits as an integer, exact in a `Double` below 2^53, divided
+    /// by a power of ten, exact up to 10^22. One correctly rounded division of two exact values
+    /// is the correctly rounded result (Clinger's fast path), so it equals what `Double(_:)` gives.
+    /// `nil` for anything else, which takes the general path.
+    static func exactValue(_ text: ArraySlice<UInt8>) -> Double? {
+        var digits: Int64 = 0
+        var count = 0
+        var fractionDigits = 0
+        var inFraction = false
+        var negative = false
+        for byte in text {
+            switch byte {
+            case UInt8(ascii: "-"): negative = true
+            case UInt8(ascii: "."): inFraction = true
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                count += 1
+                guard count <= 15 else { return nil }
+                digits = digits * 10 + Int64(byte - UInt8(ascii: "0"))
+                if inFraction { fractionDigits += 1 }
+            default: return nil  // an exponent
+            }
+        }
+        let magnitude = Double(digits) / Self.powersOfTen[fractionDigits]
+        // `-0` stays negative zero, as `Double("-0")` gives.
+        return negative ? -magnitude : magnitude
+    }
+
+    /// 10^0 … 10^15, each exact in a `Double`.
+    private static let powersOfTen: [Double] = (0...15).map { exponent in (0..<exponent).reduce(1.0) { value, _ in value * 10 } }
 
     private mutating func literal(_ word: String) throws(Failure) {
         let expected = Array(word.utf8)

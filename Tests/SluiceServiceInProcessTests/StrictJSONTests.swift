@@ -19,4 +19,30 @@ struct StrictJSONTests {
         #expect(throws: StrictJSON.Failure.duplicateKey(pointer: "/a")) { try Self.parse(#"{"a":1,"a":2}"#) }
         #expect(throws: StrictJSON.Failure.self) { try StrictJSON.parse([0xEF, 0xBB, 0xBF] + Array("{}".utf8)) }
     }
+
+    /// The fast path for short decimals must give exactly what `Double(_:)` gives, sign of zero
+    /// included, and leave everything else to it.
+    @Test func shortDecimalsParseExactlyAsDoubleDoes() throws {
+        var generator = SystemRandomNumberGenerator()
+        var texts = ["0", "-0", "-0.0", "5.1", "0.1", "0.3", "-2.675", "123456789012345", "999999999999999", "0.000000000000009", "1.7976931348623157"]
+        for _ in 0..<20_000 {
+            let digits = Int.random(in: 1...15, using: &generator)
+            var text = String(Int64.random(in: 1...999_999_999_999_999, using: &generator)).prefix(digits)
+            let point = Int.random(in: 1...text.count, using: &generator)
+            if point < text.count { text.insert(".", at: text.index(text.startIndex, offsetBy: point)) }
+            texts.append((Bool.random(using: &generator) ? "-" : "") + text)
+        }
+        for text in texts {
+            let bytes = ArraySlice(Array(text.utf8))
+            let expected = try #require(Double(text), "\(text)")
+            let fast = StrictJSON.exactValue(bytes)
+            if text.filter(\.isNumber).count <= 15 {
+                #expect(fast?.bitPattern == expected.bitPattern, "\(text)")
+            }
+            guard case .number(let parsed) = try Self.parse(text) else { Issue.record("\(text) is not a number"); continue }
+            #expect(parsed.bitPattern == expected.bitPattern, "\(text)")
+        }
+        #expect(StrictJSON.exactValue(ArraySlice(Array("1e5".utf8))) == nil)
+        #expect(StrictJSON.exactValue(ArraySlice(Array("1234567890123456".utf8))) == nil)
+    }
 }
