@@ -14,7 +14,10 @@ import Tracing
 /// (the scope check, the `max_in_flight` lease, the limiter's charge and the verdict, around the
 /// handler). It decides with the caller's identity and ``AdmissionLimits``, nothing else: what
 /// a verdict leads to (the queue, the model) belongs to the routes.
-struct Admission: Sendable {
+///
+/// A class: every route and handler holds it, and copying a struct of a dozen references cost a
+/// retain and a release of each on every request.
+final class Admission: Sendable {
     /// What becomes of an authenticated, permitted request.
     enum Verdict: Sendable, Equatable {
         /// Serve it now.
@@ -56,6 +59,14 @@ struct Admission: Sendable {
     /// Whether requests are traced (`OTEL_*` set): without it no span is even started, since the
     /// no-op tracer's `withSpan` still looks its tracer up and sets a task-local on every call.
     let traced: Bool
+
+    init(authenticator: KeyAuthenticator, trustedProxies: TrustedProxies, limits: AdmissionLimits, metrics: ServiceMetrics, traced: Bool) {
+        self.authenticator = authenticator
+        self.trustedProxies = trustedProxies
+        self.limits = limits
+        self.metrics = metrics
+        self.traced = traced
+    }
 
     /// Polling a job's status: 20 per second with bursts of 40, per key, apart from its own limits.
     static let jobStatusPolicy = Policy(name: "job-status", rate: 20, period: .seconds(1), burst: 40)
