@@ -78,17 +78,28 @@ final class Admission: Sendable {
         ServiceConfiguration.trainingPolicy(perHour: 1, burst: 1).name,
     ]
 
+    /// What ``screen(_:_:refusingProvenOverLimit:)`` found.
+    enum Screening {
+        case admissible(KeyRecord)
+        /// The `429` of a key proven over its limit, for the route to answer with
+        /// (``Problem/response(from:context:)``) rather than throw while tracing is off: a flood
+        /// is made of them, and a thrown problem is boxed, cast and rethrown by every middleware
+        /// it crosses. (Traced, it is thrown like every other refusal, so that its span says so.)
+        case refused(Problem)
+    }
+
     /// The first crossing: the caller's key record (``authenticate(_:context:)``), or — when
     /// `refusingProvenOverLimit` — the `429` of a key that earlier replies prove over its limit
     /// whatever the request costs, so that a flood is refused before its body is read.
-    func screen(_ request: Request, _ context: SluiceRequestContext, refusingProvenOverLimit: Bool) async throws -> KeyRecord {
+    func screen(_ request: Request, _ context: SluiceRequestContext, refusingProvenOverLimit: Bool) async throws -> Screening {
         let record = try await authenticate(request, context: context)
         if refusingProvenOverLimit, let refusal = provenRefusal(record) {
             RequestFacts.record(keyID: record.id)
             RequestFacts.record(decision: "denied")
-            throw refusal
+            if traced { throw refusal }
+            return .refused(refusal)
         }
-        return record
+        return .admissible(record)
     }
 
     /// The second crossing (or the only one): screens the request unless the caller already

@@ -33,7 +33,11 @@ struct PredictionRoutes {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
         // A key provably over its limit is refused before its body is read: the answer Redis
         // would give to any cost (an Idempotency-Key may name an earlier answer: not then).
-        let record = try await admission.screen(request, context, refusingProvenOverLimit: !request.headers.contains(.idempotencyKey))
+        let record: KeyRecord
+        switch try await admission.screen(request, context, refusingProvenOverLimit: !request.headers.contains(.idempotencyKey)) {
+        case .admissible(let admissible): record = admissible
+        case .refused(let refusal): return try refusal.response(from: request, context: context)
+        }
         var body: [UInt8] = []
         let parsed: Result<PredictionInput, Problem>
         if request.mediaType != "application/json" {
