@@ -44,7 +44,7 @@ public struct ServiceConfiguration: Sendable {
     public var inFlightLease: Duration = .seconds(60)
     /// The span exporter when tracing is on (the `OTEL_*` variables): run before every other
     /// service and stopped after them, so the last spans are sent. `nil`: no tracing middleware,
-    /// and spans cost only the no-op tracer's checks.
+    /// and no span is started.
     public var tracing: (any Service)?
 
     public static func failedAuthPolicy(perMinute: Int, burst: Int) -> Policy {
