@@ -61,7 +61,8 @@ public struct SluiceServer: Sendable {
 
     /// What every route admits its requests with.
     var admission: Admission {
-        Admission(authenticator: authenticator, trustedProxies: configuration.trustedProxies, limits: limits, metrics: metrics,
+        Admission(
+            authenticator: authenticator, trustedProxies: configuration.trustedProxies, limits: limits, metrics: metrics,
             traced: configuration.tracing != nil)
     }
 
