@@ -22,8 +22,8 @@ struct OperationalRoutes {
             try Response.json(["status": "ok"])
         }
 
-        /// Readiness: Redis answers (any master of a Redis Cluster) and a verified model is loaded. A load balancer drains a
-        /// replica that is not ready.
+        /// Readiness: Redis answers (any master of a Redis Cluster) and a verified model is
+        /// loaded. A load balancer drains a replica that is not ready.
         router.get("/readyz") { _, _ -> Response in
             try await readiness()
         }

@@ -161,15 +161,14 @@ struct PredictionRoutes {
 
     private func prediction(_ instances: [[Double]], output: PredictionOutput) throws -> Response {
         guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
-        let json =
-            admission.traced
-            ? withSpan("predict") { span in
-                if span.isRecording {
-                    span.attributes["sluice.model_version"] = model.version
-                    span.attributes["sluice.instances"] = instances.count
-                }
-                return model.predictionJSON(for: instances, output: output)
-            } : model.predictionJSON(for: instances, output: output)
+        func answer(_ span: (any Span)?) -> String {
+            if let span, span.isRecording {
+                span.attributes["sluice.model_version"] = model.version
+                span.attributes["sluice.instances"] = instances.count
+            }
+            return model.predictionJSON(for: instances, output: output)
+        }
+        let json = admission.traced ? withSpan("predict") { span in answer(span) } : answer(nil)
         // Room for the RateLimit fields admission adds: the fields are not copied again.
         var headers = HTTPFields()
         headers.reserveCapacity(6)
