@@ -187,7 +187,7 @@ let package = Package(
         .testTarget(
             name: "SluiceServiceInProcessTests",
             dependencies: [
-                "SluiceAuth", "SluiceCore", "SluiceSecrets", "SluiceService", "SluiceTestSupport",
+                "SluiceAuth", "SluiceCore", "SluiceLimiter", "SluiceModel", "SluiceSecrets", "SluiceService", "SluiceTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

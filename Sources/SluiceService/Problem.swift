@@ -27,15 +27,21 @@ public struct Problem: HTTPResponseError, Sendable {
     public var headers: HTTPFields = [:]
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let (headers, body) = answer(instance: request.uri.path)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+    }
+
+    /// The answer's fields and body, about a request to `instance` (its path).
+    func answer(instance: String) -> (headers: HTTPFields, body: ByteBuffer) {
         let body = ProblemBody(
-            type: type, title: title, status: status.code, detail: detail, instance: request.uri.path,
+            type: type, title: title, status: status.code, detail: detail, instance: instance,
             errors: errors.isEmpty ? nil : errors, policy: policy, retry_after: retryAfter, violated_policies: violatedPolicies
         )
         var headers = self.headers
         headers.reserveCapacity(headers.count + 2)
         headers[.contentType] = "application/problem+json"
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body.json)))
+        return (headers, ByteBuffer(string: body.json))
     }
 
     /// The body alone, for the connection-level handlers that answer before Hummingbird has a

@@ -59,6 +59,8 @@ final class Admission: Sendable {
     /// Whether requests are traced (`OTEL_*` set): without it no span is even started, since the
     /// no-op tracer's `withSpan` still looks its tracer up and sets a task-local on every call.
     let traced: Bool
+    /// The last proven `429` of each key, reused while its values stay the same.
+    let refusals = RefusalMemo()
 
     init(authenticator: KeyAuthenticator, trustedProxies: TrustedProxies, limits: AdmissionLimits, metrics: ServiceMetrics, traced: Bool) {
         self.authenticator = authenticator
@@ -81,11 +83,11 @@ final class Admission: Sendable {
     /// What ``screen(_:_:refusingProvenOverLimit:)`` found.
     enum Screening {
         case admissible(KeyRecord)
-        /// The `429` of a key proven over its limit, for the route to answer with
-        /// (``Problem/response(from:context:)``) rather than throw while tracing is off: a flood
-        /// is made of them, and a thrown problem is boxed, cast and rethrown by every middleware
-        /// it crosses. (Traced, it is thrown like every other refusal, so that its span says so.)
-        case refused(Problem)
+        /// The `429` of a key proven over its limit, for the route to answer with rather than
+        /// throw while tracing is off: a flood is made of them, and a thrown problem is boxed,
+        /// cast and rethrown by every middleware it crosses. (Traced, it is thrown like every
+        /// other refusal, so that its span says so.) Written by ``refusals``.
+        case refused(Response)
     }
 
     /// The first crossing: the caller's key record (``authenticate(_:context:)``), or — when
@@ -93,11 +95,12 @@ final class Admission: Sendable {
     /// whatever the request costs, so that a flood is refused before its body is read.
     func screen(_ request: Request, _ context: SluiceRequestContext, refusingProvenOverLimit: Bool) async throws -> Screening {
         let record = try await authenticate(request, context: context)
-        if refusingProvenOverLimit, let refusal = provenRefusal(record) {
+        if refusingProvenOverLimit, let decision = provenDenial(record) {
             RequestFacts.record(keyID: record.id)
             RequestFacts.record(decision: "denied")
-            if traced { throw refusal }
-            return .refused(refusal)
+            let jitter = record.plan.effectiveRetryAfterJitter
+            if traced { throw Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: jitter) }
+            return .refused(refusals.response(refusing: decision, path: request.uri.path, jitter: jitter))
         }
         return .admissible(record)
     }

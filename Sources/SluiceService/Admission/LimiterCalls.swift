@@ -143,10 +143,11 @@ extension Admission {
         }
     }
 
-    /// The `429` a request of `record` gets whatever its cost (≥ 1), when earlier replies prove
-    /// Redis would refuse even a cost of 1 beyond the key's horizon: a larger cost only waits
-    /// longer. Lets a flood be refused before its body is read or parsed. `nil` when unproven.
-    func provenRefusal(_ record: KeyRecord) -> Problem? {
+    /// The denial a request of `record` gets whatever its cost (≥ 1), counted in the metrics and
+    /// the key's usage, when earlier replies prove Redis would refuse even a cost of 1 beyond the
+    /// key's horizon: a larger cost only waits longer. Lets a flood be refused before its body is
+    /// read or parsed. `nil` when unproven.
+    func provenDenial(_ record: KeyRecord) -> Decision? {
         guard !(limits.breaker.isOpen && record.servedWhenRedisFails) else { return nil }
         let tenant = record.tenant.flatMap { limits.tenants.lastKnown($0) }
         // A tenant not known here yet: only Redis can decide.
@@ -157,7 +158,7 @@ extension Admission {
         else { return nil }
         metrics.recordDecision(decision, duration: .zero)
         limits.usage.record(decision, key: call.key, usage: call.usage, cost: 1)
-        return Self.rateLimited(decision, detail: Self.rateLimitDetail(decision), jitter: record.plan.effectiveRetryAfterJitter)
+        return decision
     }
 
     /// Counts a refusal the limiter did not decide (`max_in_flight`, authentication) for `record`'s

@@ -36,7 +36,7 @@ struct PredictionRoutes {
         let record: KeyRecord
         switch try await admission.screen(request, context, refusingProvenOverLimit: !request.headers.contains(.idempotencyKey)) {
         case .admissible(let admissible): record = admissible
-        case .refused(let refusal): return try refusal.response(from: request, context: context)
+        case .refused(let refusal): return refusal
         }
         var body: [UInt8] = []
         let parsed: Result<PredictionInput, Problem>
