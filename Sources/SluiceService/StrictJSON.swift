@@ -33,6 +33,53 @@ struct StrictJSON {
         return value
     }
 
+    /// The usual shape of a body read without building its ``JSONValue``:
+    /// `{"<key>":{"<name>":<number>, …}}`, whitespace wherever JSON allows it. Hands each member
+    /// to `member` in order and is true when `bytes` hold exactly that shape and `member` took
+    /// every one. False, with nothing thrown, for anything else (another shape, an escape in a
+    /// name, a malformed body, a member refused): the caller then parses the body in full
+    /// (``parse(_:maxDepth:)``), which finds and names what is wrong. Numbers are read by the
+    /// same code as there, so each value is the one the full parse gives.
+    static func numberMembers(_ bytes: [UInt8], under key: String, _ member: (_ name: ArraySlice<UInt8>, _ value: Double) -> Bool) -> Bool {
+        var parser = StrictJSON(bytes: bytes, maxDepth: 2)
+        return parser.numberMembers(under: key, member)
+    }
+
+    private mutating func numberMembers(under key: String, _ member: (ArraySlice<UInt8>, Double) -> Bool) -> Bool {
+        skipWhitespace()
+        guard take(UInt8(ascii: "{")), let outer = plainString(), outer.elementsEqual(key.utf8), take(UInt8(ascii: ":")),
+            take(UInt8(ascii: "{"))
+        else { return false }
+        repeat {
+            guard let name = plainString(), take(UInt8(ascii: ":")) else { return false }
+            skipWhitespace()
+            guard let value = try? number(), member(name, value) else { return false }
+        } while take(UInt8(ascii: ","))
+        guard take(UInt8(ascii: "}")), take(UInt8(ascii: "}")) else { return false }
+        return index == bytes.count
+    }
+
+    /// Skips whitespace, then takes `byte` and the whitespace after it, if `byte` is next.
+    private mutating func take(_ byte: UInt8) -> Bool {
+        skipWhitespace()
+        guard peek(byte) else { return false }
+        index += 1
+        skipWhitespace()
+        return true
+    }
+
+    /// A string without escapes or control characters, as its bytes (not validated: only
+    /// compared with known names), after whitespace; nil for any other next value.
+    private mutating func plainString() -> ArraySlice<UInt8>? {
+        skipWhitespace()
+        guard peek(UInt8(ascii: "\"")) else { return nil }
+        var end = index + 1
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        guard end < bytes.count, bytes[end] == UInt8(ascii: "\"") else { return nil }
+        defer { index = end + 1 }
+        return bytes[(index + 1)..<end]
+    }
+
     private let bytes: [UInt8]
     private let maxDepth: Int
     private var index = 0
