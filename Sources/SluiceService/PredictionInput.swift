@@ -22,18 +22,20 @@ struct PredictionInput {
     static func usualBody(_ body: [UInt8], model: ModelArtifact) -> PredictionInput? {
         let features = model.features
         guard features.count <= 64 else { return nil }
-        var row = [Double](repeating: 0, count: features.count)
-        var seen: UInt64 = 0
-        let taken = StrictJSON.numberMembers(body, under: "features") { name, value in
-            guard let position = features.firstIndex(where: { $0.name.utf8.elementsEqual(name) }), seen & (1 << position) == 0,
-                isPlausible(value, for: features[position])
-            else { return false }
-            seen |= 1 << position
-            row[position] = value
-            return true
+        // The row is filled on the stack: a body of another shape costs no allocation here.
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: features.count) { row in
+            var seen: UInt64 = 0
+            let taken = StrictJSON.numberMembers(body, under: "features") { name, value in
+                guard let position = features.firstIndex(where: { $0.name.utf8.elementsEqual(name) }), seen & (1 << position) == 0,
+                    isPlausible(value, for: features[position])
+                else { return false }
+                seen |= 1 << position
+                row[position] = value
+                return true
+            }
+            guard taken, seen == UInt64.max >> (64 - features.count) else { return nil }
+            return PredictionInput(instances: [Array(row)])
         }
-        guard taken, seen == UInt64.max >> (64 - features.count) else { return nil }
-        return PredictionInput(instances: [row])
     }
 
     /// Finite, and within 10 training ranges of the training data's min…max.
