@@ -81,8 +81,34 @@ public final class KeyAuthenticator: Sendable {
     public func authenticate(
         _ presented: String?, at now: Date = Date(), knownIDsOnly: () -> Bool = { false }
     ) async throws(AuthenticationError) -> KeyRecord {
-        guard let presented, !presented.isEmpty else { throw .missing }
-        guard let key = APIKey(presented) else { throw .invalid }
+        switch answer(presented, at: now) {
+        case .decided(let outcome):
+            return try outcome.get()
+        case .lookUp(let key):
+            let record = try await record(for: key.id, knownIDsOnly: knownIDsOnly)
+            return try Self.check(key, against: record, at: now).get()
+        }
+    }
+
+    /// What ``authenticate(_:at:knownIDsOnly:)`` answers when it needs no lookup in Redis (the
+    /// key's record or miss is cached and fresh, or the key is malformed or the bootstrap admin
+    /// key); `nil` when it does. Synchronous: the usual request, whose key was seen within
+    /// ``cacheLifetime``, is authenticated without a suspension. The work is the same as
+    /// `authenticate`'s, hash included, whatever the outcome.
+    public func cachedAnswer(_ presented: String?, at now: Date = Date()) -> Result<KeyRecord, AuthenticationError>? {
+        guard case .decided(let outcome) = answer(presented, at: now) else { return nil }
+        return outcome
+    }
+
+    private enum Answer {
+        case decided(Result<KeyRecord, AuthenticationError>)
+        /// The record of `key`'s id is to be looked up.
+        case lookUp(APIKey)
+    }
+
+    private func answer(_ presented: String?, at now: Date) -> Answer {
+        guard let presented, !presented.isEmpty else { return .decided(.failure(.missing)) }
+        guard let key = APIKey(presented) else { return .decided(.failure(.invalid)) }
         let bootstrap = bootstrapAdmins.withLock { records -> (isBootstrap: Bool, record: KeyRecord?) in
             var isBootstrap = false
             for record in records where record.id == key.id {
@@ -92,18 +118,24 @@ public final class KeyAuthenticator: Sendable {
             return (isBootstrap, nil)
         }
         if bootstrap.isBootstrap {
-            guard let admin = bootstrap.record else { throw .invalid }
-            return admin
+            guard let admin = bootstrap.record else { return .decided(.failure(.invalid)) }
+            return .decided(.success(admin))
         }
-        guard let record = try await record(for: key.id, knownIDsOnly: knownIDsOnly) else {
+        guard let cached = cachedRecord(for: key.id) else { return .lookUp(key) }
+        return .decided(Self.check(key, against: cached, at: now))
+    }
+
+    /// `record` (the one of `key`'s id, `nil` for an unknown id) checked against the presented key.
+    private static func check(_ key: APIKey, against record: KeyRecord?, at now: Date) -> Result<KeyRecord, AuthenticationError> {
+        guard let record else {
             // The same hash a known id costs (see the type's comment).
-            _ = Self.unknown.accepts(key, at: now)
-            throw .invalid
+            _ = unknown.accepts(key, at: now)
+            return .failure(.invalid)
         }
         // Unknown id and wrong secret look alike, so a caller learns nothing about which ids exist.
-        guard record.accepts(key, at: now) else { throw .invalid }
-        guard !record.isExpired(at: now) else { throw .expired }
-        return record
+        guard record.accepts(key, at: now) else { return .failure(.invalid) }
+        guard !record.isExpired(at: now) else { return .failure(.expired) }
+        return .success(record)
     }
 
     /// The record of the presented key from the cache alone, however old, when the key is served
@@ -142,13 +174,18 @@ public final class KeyAuthenticator: Sendable {
         }
     }
 
-    private func record(for id: String, knownIDsOnly: () -> Bool) async throws(AuthenticationError) -> KeyRecord? {
+    /// The cached record (`.some(nil)`: a cached miss) of `id`, when fresh.
+    private func cachedRecord(for id: String) -> KeyRecord?? {
         let now = ContinuousClock.now
         // Both caches are read whatever the first holds, so a hit costs the same either way.
         let (hit, miss) = cache.withLock { ($0.found[id], $0.missing[id]) }
-        if let cached = hit ?? miss, now - cached.fetched < cacheLifetime {
-            return cached.record
-        }
+        guard let cached = hit ?? miss, now - cached.fetched < cacheLifetime else { return nil }
+        return .some(cached.record)
+    }
+
+    /// The record of `id` from Redis (`nil`: none), cached.
+    private func record(for id: String, knownIDsOnly: () -> Bool) async throws(AuthenticationError) -> KeyRecord? {
+        let now = ContinuousClock.now
         if knownIDsOnly(), await !knownIDs.contains(id) { return nil }
         let record: KeyRecord?
         do {

@@ -18,7 +18,7 @@ extension Request {
         do {
             let buffer = try await body.collect(upTo: limit)
             // A connection that closes mid-body ends the stream early rather than failing it.
-            if let declared = headers[.contentLength].flatMap(Int.init), buffer.readableBytes < declared {
+            if let declared = headers.value(.contentLength).flatMap(Int.init), buffer.readableBytes < declared {
                 throw Problem.clientClosedRequest
             }
             return Array(buffer.readableBytesView)

@@ -94,7 +94,13 @@ final class Admission: Sendable {
     /// `refusingProvenOverLimit` — the `429` of a key that earlier replies prove over its limit
     /// whatever the request costs, so that a flood is refused before its body is read.
     func screen(_ request: Request, _ context: SluiceRequestContext, refusingProvenOverLimit: Bool) async throws -> Screening {
-        let record = try await authenticate(request, context: context)
+        let presented = Self.presentedKey(request.headers)
+        let record: KeyRecord
+        if let cached = cachedRecord(presented) {
+            record = cached
+        } else {
+            record = try await authenticate(request, presented: presented, context: context)
+        }
         if refusingProvenOverLimit, let decision = provenDenial(record) {
             RequestFacts.record(keyID: record.id)
             RequestFacts.record(decision: "denied")

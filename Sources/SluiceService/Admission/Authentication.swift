@@ -11,7 +11,18 @@ extension Admission {
     /// The key's record; failures are `401` (or `429` for a client that keeps failing, `503`
     /// when keys cannot be checked).
     func authenticate(_ request: Request, context: SluiceRequestContext) async throws -> KeyRecord {
-        let presented = Self.presentedKey(request.headers)
+        try await authenticate(request, presented: Self.presentedKey(request.headers), context: context)
+    }
+
+    /// The record of a key whose record this replica has cached and fresh (the usual request),
+    /// found without a suspension; `nil` for every other case, which
+    /// ``authenticate(_:context:)`` then decides (a refusal included).
+    func cachedRecord(_ presented: String?) -> KeyRecord? {
+        guard case .success(let record)? = authenticator.cachedAnswer(presented) else { return nil }
+        return record
+    }
+
+    func authenticate(_ request: Request, presented: String?, context: SluiceRequestContext) async throws -> KeyRecord {
         // Degraded mode: a key served while Redis fails, known to this replica, waits for no
         // Redis call. Every other key still asks Redis: with Redis Cluster the breaker may have
         // opened for one failed node while the others serve their keys as usual.

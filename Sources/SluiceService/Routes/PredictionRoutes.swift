@@ -17,6 +17,9 @@ struct PredictionRoutes {
     let jobs: PartitionedJobQueue
     let metrics: ServiceMetrics
 
+    /// Made once: a set literal allocates its storage on every request.
+    private static let scopes: Set<Scope> = [.predict]
+
     var collection: RouteCollection<SluiceRequestContext> {
         let routes = RouteCollection(context: SluiceRequestContext.self)
         routes.post("/v1/predict") { request, context in
@@ -51,7 +54,7 @@ struct PredictionRoutes {
             }
         }
         guard let header = request.headers.value(.idempotencyKey) else {
-            return try await serve(request, context, record: record, parsed: parsed)
+            return try await serve(request, context, record: record, parsed: parsed, model: model)
         }
         guard let idempotencyKey = IdempotencyStore.parseKey(header) else { throw Problem.invalidIdempotencyKey }
         let fingerprint = IdempotencyStore.fingerprint(body, output: record.effectiveOutput.rawValue)
@@ -66,7 +69,7 @@ struct PredictionRoutes {
             throw Problem.idempotencyKeyReused
         case .replay(let answer):
             // Replaying costs what polling a job does, apart from the key's own limits.
-            return try await admission.admit(request, context, scopes: [.predict], charge: .jobStatus, screened: record) { _ in
+            return try await admission.admit(request, context, scopes: Self.scopes, charge: .jobStatus, screened: record) { _ in
                 var response = answer.response
                 response.headers[.idempotentReplayed] = "true"
                 return response
@@ -74,7 +77,7 @@ struct PredictionRoutes {
         case .new:
             let response: Response
             do {
-                response = try await serve(request, context, record: record, parsed: parsed)
+                response = try await serve(request, context, record: record, parsed: parsed, model: model)
             } catch let problem as Problem {
                 let answer = try problem.response(from: request, context: context)
                 _ = try await remember(answer, record: record, idempotencyKey: idempotencyKey, fingerprint: fingerprint)
@@ -102,18 +105,19 @@ struct PredictionRoutes {
     /// Charges one unit per instance — or a single unit for a refused request, so that invalid
     /// traffic is limited too — then serves the verdict. Invalid input is never deferred: it is
     /// refused now, and never enters the queue.
+    /// `model`: the one `parsed` was validated against, which answers a request served now.
     private func serve(
-        _ request: Request, _ context: SluiceRequestContext, record: KeyRecord, parsed: Result<PredictionInput, Problem>
+        _ request: Request, _ context: SluiceRequestContext, record: KeyRecord, parsed: Result<PredictionInput, Problem>, model: ModelArtifact
     ) async throws -> Response {
         let input = try? parsed.get()
         return try await admission.admit(
-            request, context, scopes: [.predict], charge: .key(cost: input?.instances.count ?? 1), deferrable: input != nil, screened: record
+            request, context, scopes: Self.scopes, charge: .key(cost: input?.instances.count ?? 1), deferrable: input != nil, screened: record
         ) { admitted in
             let instances = try parsed.get().instances
             var response: Response
             switch admitted.verdict {
             case .now:
-                response = try prediction(instances, output: record.effectiveOutput)
+                response = prediction(instances, output: record.effectiveOutput, model: model)
             case .hold(let delay):
                 let started = ContinuousClock.now
                 // A client that hangs up meanwhile cancels the sleep; its slot stays spent.
@@ -125,7 +129,9 @@ struct PredictionRoutes {
                 } else {
                     try await Task.sleep(for: delay)
                 }
-                response = try prediction(instances, output: record.effectiveOutput)
+                // The model served after the hold (it may have been replaced meanwhile).
+                guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
+                response = prediction(instances, output: record.effectiveOutput, model: model)
                 response.headers[.sluiceDelay] = String(format: "%.3f", (ContinuousClock.now - started).seconds)
                 metrics.deferred(held: true)
             case .queue(let slot):
@@ -159,8 +165,7 @@ struct PredictionRoutes {
         return id
     }
 
-    private func prediction(_ instances: [[Double]], output: PredictionOutput) throws -> Response {
-        guard let model = models.current else { throw Problem.unavailable("No verified model is loaded yet.") }
+    private func prediction(_ instances: [[Double]], output: PredictionOutput, model: ModelArtifact) -> Response {
         func answer(_ span: (any Span)?) -> String {
             if let span, span.isRecording {
                 span.attributes["sluice.model_version"] = model.version
