@@ -85,13 +85,16 @@ public struct KeyPlan: Sendable, Codable, Equatable {
 
     /// The enforced policies plus the daily quota, checked together in one call.
     public var limiterPolicies: [Policy] {
-        let shadows = policies.contains { $0.mode == .shadow }
+        let shadows = hasShadowPolicies
         // Asked on every request: the key's own array when it is the answer (no copy).
         if !shadows, quotaPerDay == nil { return policies }
         var enforced = shadows ? policies.filter { $0.mode == .enforce } : policies
         if let quotaPerDay { enforced.append(Policy.daily(quotaPerDay)) }
         return enforced
     }
+
+    /// True when some policy is a `shadow` one (asked on every request: no array built).
+    public var hasShadowPolicies: Bool { policies.contains { $0.mode == .shadow } }
 
     /// The `shadow` policies: tried on the traffic the enforced ones admit, never deciding.
     public var shadowPolicies: [Policy] {

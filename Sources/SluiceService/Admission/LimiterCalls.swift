@@ -14,11 +14,15 @@ extension Admission {
     func charge(_ record: KeyRecord, _ charge: Charge, horizon: Duration, requestID: String? = nil, logger: Logger) async throws -> Decision {
         switch charge {
         case .key(let cost):
-            let tenant = try await tenant(of: record, logger: logger)
+            // Neither a tenant nor shadow policies (most keys): no call into either, not even one
+            // that returns at once (each async call costs a frame and an executor check).
+            let tenant = record.tenant == nil ? nil : try await tenant(of: record, logger: logger)
             var call = LimiterCall(record, tenant: tenant)
             call.requestID = requestID
             let decision = try await chargeKey(record, call, cost: cost, horizon: horizon, logger: logger)
-            await tryShadowPolicies(record, tenant: tenant, cost: cost, logger: logger)
+            if record.plan.hasShadowPolicies || tenant?.plan.hasShadowPolicies == true {
+                await tryShadowPolicies(record, tenant: tenant, cost: cost, logger: logger)
+            }
             return decision
         case .jobStatus:
             return try await chargeKey(record, LimiterCall(key: record.id, policies: [Self.jobStatusPolicy]), cost: 1, horizon: .zero, logger: logger)
