@@ -24,15 +24,21 @@ public struct RateLimiter: Sendable {
         self.localDenial = localDenial
     }
 
-    /// The Redis keys of a call made lately (``callKeys(for:policies:usage:)``), per limiter key;
-    /// shared by the copies of this limiter.
-    private let keyNames = SharedLRUCache<String, CallKeys>(capacity: 4096)
+    /// What the calls of a limiter key repeat (``callCache(for:policies:usage:)``); shared by the
+    /// copies of this limiter.
+    private let calls = SharedLRUCache<String, CallCache>(capacity: 4096)
 
-    private struct CallKeys {
-        var policies: [String]
+    /// Made once per limiter key, policy set and day: the call's Redis keys, and the whole encoded
+    /// call for the last cost and horizon asked without floors or request id (the usual call: a
+    /// key's requests mostly cost the same), so that such a call builds no strings and encodes
+    /// nothing. Its arguments follow from exactly what is compared: the policies (all their
+    /// values), the cost, the horizon and whether usage is counted.
+    private struct CallCache {
+        var policies: [Policy]
         var usage: [String]
         var day: Int
         var keys: [String]
+        var usual: (cost: Int, horizon: Duration, call: ScriptCall)?
     }
 
     /// Checks `cost` requests for `key` against every policy; admits and charges all of them, or none.
@@ -75,14 +81,19 @@ public struct RateLimiter: Sendable {
         }
         defer { if leading { localDenial?.finish(key) } }
         let sentAt = ContinuousClock.now
-        var keys = callKeys(for: key, policies: policies, usage: usage)
-        var arguments = Self.arguments(
-            policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty, floors: floor)
-        if let requestID {
-            keys.append(Keyspace.limiterRequest(key, id: requestID, namespace: namespace))
-            arguments.append("r:" + String(Self.requestLifetime.microseconds / 1000))
+        let call: ScriptCall
+        if floor == nil, requestID == nil {
+            call = usualCall(for: key, policies: policies, cost: cost, horizon: horizon, usage: usage)
+        } else {
+            var keys = callCache(for: key, policies: policies, usage: usage).keys
+            var arguments = Self.arguments(policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty, floors: floor)
+            if let requestID {
+                keys.append(Keyspace.limiterRequest(key, id: requestID, namespace: namespace))
+                arguments.append("r:" + String(Self.requestLifetime.microseconds / 1000))
+            }
+            call = ScriptCall(keys: keys, arguments: arguments)
         }
-        let reply = try await client.evaluate(Self.script, keys: keys, arguments: arguments, failing: RateLimitError.self)
+        let reply = try await client.evaluate(Self.script, call, failing: RateLimitError.self)
         var decision = try Self.decode(reply, policies: policies, cost: cost)
         decision.key = key
         localDenial?.record(key: key, decision: decision, sentAt: sentAt, epoch: client.layoutEpoch)
@@ -102,17 +113,25 @@ public struct RateLimiter: Sendable {
         _ = try await client.send(RedisCommand("DEL", policies.map { redisKey(for: key, policy: $0) }), failing: RateLimitError.self)
     }
 
-    /// The Redis keys of a call: `policies`' for `key`, then the usage hashes of today; made once
-    /// per key, policy set and day, so that a limiter call builds no key strings of its own.
-    private func callKeys(for key: String, policies: [Policy], usage: [String]) -> [String] {
+    /// The call cache of `key` for these policies and usage tags, today.
+    private func callCache(for key: String, policies: [Policy], usage: [String]) -> CallCache {
         let day = usage.isEmpty ? 0 : UsageDay.today()
-        let known = keyNames.get(key)
-        if let known, known.day == day, known.usage == usage, known.policies.elementsEqual(policies, by: { $0 == $1.stateName }) {
-            return known.keys
-        }
+        if let known = calls.get(key), known.day == day, known.usage == usage, known.policies == policies { return known }
         let keys = policies.map { redisKey(for: key, policy: $0) } + usage.map { Keyspace.usage(key, tag: $0, day: day) }
-        keyNames.set(key, CallKeys(policies: policies.map(\.stateName), usage: usage, day: day, keys: keys))
-        return keys
+        let made = CallCache(policies: policies, usage: usage, day: day, keys: keys)
+        calls.set(key, made)
+        return made
+    }
+
+    /// The encoded call without floors or request id, remembered for the key's next one.
+    private func usualCall(for key: String, policies: [Policy], cost: Int, horizon: Duration, usage: [String]) -> ScriptCall {
+        var cache = callCache(for: key, policies: policies, usage: usage)
+        if let usual = cache.usual, usual.cost == cost, usual.horizon == horizon { return usual.call }
+        let call = ScriptCall(
+            keys: cache.keys, arguments: Self.arguments(policies: policies, cost: cost, horizon: horizon, usage: !usage.isEmpty))
+        cache.usual = (cost, horizon, call)
+        calls.set(key, cache)
+        return call
     }
 
     /// How long a call with a request id is remembered: long enough for a client's retry after a

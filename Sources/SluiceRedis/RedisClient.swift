@@ -64,19 +64,14 @@ public final class RedisClient: RedisCommands {
 
     /// Runs a script with `EVALSHA`, loading it first if needed; after `NOSCRIPT` (Redis restarted,
     /// failed over or flushed its scripts) it runs the source with `EVAL`, which caches it again.
-    public func evaluate(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisReply {
+    public func evaluate(_ script: RedisScript, _ call: ScriptCall) async throws(RedisError) -> RedisReply {
         let sha: String
         if let cached = script.sha { sha = cached } else { sha = try await load(script) }
         do {
-            return try await send(Self.evalsha(sha, keys: keys, arguments: arguments))
+            return try await send(RedisCommand("EVALSHA", script: Array(sha.utf8), call))
         } catch .server(let message) where message.hasPrefix("NOSCRIPT") {
             // EVAL with the source cannot race another flush, and puts the script back in the cache.
-            return try await send(
-                RedisCommand(
-                    arguments: [Array("EVAL".utf8), script.source, Array(String(keys.count).utf8)]
-                        + keys.map { Array($0.utf8) } + arguments.map { Array($0.utf8) }
-                )
-            )
+            return try await send(RedisCommand("EVAL", script: script.source, call))
         }
     }
 
@@ -170,9 +165,5 @@ public final class RedisClient: RedisCommands {
         let connection = RedisConnection(connector: connector, logger: quiet)
         defer { connection.close() }
         _ = try await connection.send(RedisCommand("PING"))
-    }
-
-    private static func evalsha(_ sha: String, keys: [String], arguments: [String]) -> RedisCommand {
-        RedisCommand("EVALSHA", [sha, String(keys.count)], keys, arguments)
     }
 }

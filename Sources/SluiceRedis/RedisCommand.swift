@@ -85,14 +85,20 @@ public struct RedisCommand: Sendable, Hashable {
         self.keyCount = keys.count
     }
 
-    private static func appendArgument(_ argument: String, to encoded: inout [UInt8]) {
+    init(encoded: [UInt8], keyOffset: Int, keyCount: Int) {
+        self.encoded = encoded
+        self.keyOffset = keyOffset
+        self.keyCount = keyCount
+    }
+
+    static func appendArgument(_ argument: String, to encoded: inout [UInt8]) {
         appendHeader(UInt8(ascii: "$"), argument.utf8.count, to: &encoded)
         encoded.append(contentsOf: argument.utf8)
         encoded.append(13)
         encoded.append(10)
     }
 
-    private static func appendHeader(_ marker: UInt8, _ count: Int, to buffer: inout [UInt8]) {
+    static func appendHeader(_ marker: UInt8, _ count: Int, to buffer: inout [UInt8]) {
         buffer.append(marker)
         buffer.append(contentsOf: String(count).utf8)
         buffer.append(13)

@@ -5,8 +5,9 @@
 public protocol RedisCommands: Sendable {
     /// Sends one command and returns its reply; error replies are thrown as ``RedisError/server(_:)``.
     func send(_ command: RedisCommand) async throws(RedisError) -> RedisReply
-    /// Runs a script by its SHA1, loading it again whenever Redis has forgotten it.
-    func evaluate(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisReply
+    /// Runs a script by its SHA1 with `call`'s keys and arguments, loading it again whenever
+    /// Redis has forgotten it.
+    func evaluate(_ script: RedisScript, _ call: ScriptCall) async throws(RedisError) -> RedisReply
     /// Changes whenever the cluster's slots are seen to move (a `MOVED` redirect): state derived
     /// from one node's clock is only comparable within one epoch. Always 0 for one Redis.
     var layoutEpoch: Int { get }
@@ -34,12 +35,24 @@ extension RedisCommands {
         }
     }
 
+    /// Runs a script by its SHA1 with these keys and arguments (``evaluate(_:_:)``).
+    public func evaluate(_ script: RedisScript, keys: [String], arguments: [String]) async throws(RedisError) -> RedisReply {
+        try await evaluate(script, ScriptCall(keys: keys, arguments: arguments))
+    }
+
     /// ``evaluate(_:keys:arguments:)`` for a store whose errors wrap Redis'.
     public func evaluate<Failure: RedisBackedError>(
-        _ script: RedisScript, keys: [String], arguments: [String], failing _: Failure.Type
+        _ script: RedisScript, keys: [String], arguments: [String], failing: Failure.Type
+    ) async throws(Failure) -> RedisReply {
+        try await evaluate(script, ScriptCall(keys: keys, arguments: arguments), failing: failing)
+    }
+
+    /// ``evaluate(_:_:)`` for a store whose errors wrap Redis'.
+    public func evaluate<Failure: RedisBackedError>(
+        _ script: RedisScript, _ call: ScriptCall, failing _: Failure.Type
     ) async throws(Failure) -> RedisReply {
         do {
-            return try await evaluate(script, keys: keys, arguments: arguments)
+            return try await evaluate(script, call)
         } catch {
             throw Failure.redis(error)
         }

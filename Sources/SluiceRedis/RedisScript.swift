@@ -3,7 +3,7 @@ import Synchronization
 /// A Lua script run with `EVALSHA`.
 ///
 /// The SHA1 is learnt from `SCRIPT LOAD` on first use and cached; when Redis answers `NOSCRIPT`
-/// (restarted, failed over or `SCRIPT FLUSH`ed) ``RedisClient/evaluate(_:keys:arguments:)`` falls
+/// (restarted, failed over or `SCRIPT FLUSH`ed) ``RedisClient/evaluate(_:_:)`` falls
 /// back to `EVAL` of the source, invisibly to the caller.
 public final class RedisScript: Sendable {
     public let name: String

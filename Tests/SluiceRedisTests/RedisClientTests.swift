@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import SluiceRedis
+@testable import SluiceRedis
 import SluiceTestSupport
 import Testing
 
@@ -169,5 +169,23 @@ struct RESPReaderTests {
         for _ in 0..<2_000 {
             _ = RESPReader.replies(from: (0..<Int.random(in: 0..<64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) })
         }
+    }
+}
+
+/// A script call encoded once and put behind the script's SHA1 (or source) is the command
+/// encoded in one go: the same bytes, and the same keys for a Redis Cluster router.
+@Suite("Script calls encoded ahead")
+struct ScriptCallTests {
+    @Test(arguments: [
+        ([], []), (["k"], []), ([], ["a"]), (["{user}:a", "{user}:b"], ["1", "", "x\r\ny"]), (["é"], ["😀", String(repeating: "z", count: 300)]),
+    ] as [([String], [String])])
+    func sameCommandAsEncodedInOneGo(keys: [String], arguments: [String]) {
+        let sha = String(repeating: "ab", count: 20)
+        let call = ScriptCall(keys: keys, arguments: arguments)
+        #expect(RedisCommand("EVALSHA", script: Array(sha.utf8), call) == RedisCommand("EVALSHA", [sha, String(keys.count)], keys, arguments))
+        let source = Array("return 1".utf8)
+        let eval = RedisCommand(arguments: [Array("EVAL".utf8), source, Array(String(keys.count).utf8)] + (keys + arguments).map { Array($0.utf8) })
+        #expect(RedisCommand("EVAL", script: source, call) == eval)
+        #expect(RedisCommand("EVAL", script: source, call).keys.map { String(decoding: $0, as: UTF8.self) } == keys)
     }
 }
