@@ -26,18 +26,19 @@ final class HTTPProtocolGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
         if case .head(let head) = unwrapInboundIn(data) {
-            if let reason = Self.violation(head) {
+            let fields = CheckedFields(head.headers)
+            if let reason = Self.violation(head, hosts: fields.hosts) {
                 refuse(context, status: .badRequest, type: "bad-request", title: "Bad request", detail: reason)
                 return
             }
             // A body in an encoding nobody here decodes would be read as garbage (RFC 9110 15.5.16).
-            if let encoding = head.headers["content-encoding"].first(where: { $0.lowercased() != "identity" }) {
+            if let encoding = fields.encoding {
                 refuse(context, status: .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported content encoding",
                        detail: "Content-Encoding \(encoding) is not accepted; send the body unencoded.")
                 return
             }
             // The only expectation there is (RFC 9110 10.1.1).
-            if let expectation = head.headers["expect"].first(where: { $0.lowercased() != "100-continue" }) {
+            if let expectation = fields.expectation {
                 refuse(context, status: .expectationFailed, type: "expectation-failed", title: "Expectation failed", detail: "Expect \(expectation) cannot be met.")
                 return
             }
@@ -69,9 +70,38 @@ final class HTTPProtocolGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// What RFC 9112 forbids in a head that the parser accepted, if anything.
-    static func violation(_ head: HTTPRequestHead) -> String? {
-        let hosts = head.headers["host"].count
+    /// The fields the guard checks, found in one pass over the head's fields (each name looked
+    /// up in `HTTPHeaders` is a pass of its own, and every request pays them).
+    struct CheckedFields {
+        var hosts = 0
+        /// The first `Content-Encoding` value other than `identity`.
+        var encoding: String?
+        /// The first `Expect` value other than `100-continue`.
+        var expectation: String?
+
+        init(_ headers: HTTPHeaders) {
+            for (name, value) in headers {
+                if Self.is(name, "host") {
+                    hosts += 1
+                } else if Self.is(name, "content-encoding") {
+                    if encoding == nil, value.lowercased() != "identity" { encoding = value }
+                } else if Self.is(name, "expect") {
+                    if expectation == nil, value.lowercased() != "100-continue" { expectation = value }
+                }
+            }
+        }
+
+        /// `name` is `lowercased` in any case (ASCII), compared byte by byte.
+        private static func `is`(_ name: String, _ lowercased: StaticString) -> Bool {
+            let expected = UnsafeBufferPointer(start: lowercased.utf8Start, count: lowercased.utf8CodeUnitCount)
+            return name.utf8.elementsEqual(expected) { byte, other in
+                (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte + 32 == other : byte == other
+            }
+        }
+    }
+
+    /// What RFC 9112 forbids in a head that the parser accepted (`hosts` `Host` fields), if anything.
+    static func violation(_ head: HTTPRequestHead, hosts: Int) -> String? {
         if hosts > 1 { return "A request may carry one Host header, not \(hosts)." }
         if hosts == 0 && (head.version.major, head.version.minor) >= (1, 1) { return "A request of HTTP version 1.1 needs a Host header." }
         return nil

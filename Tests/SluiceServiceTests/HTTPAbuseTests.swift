@@ -41,6 +41,24 @@ struct HTTPAbuseTests {
         #expect(http10.closed, "HTTP/1.0 without keep-alive is closed after its answer")
     }
 
+    /// Field names are case-insensitive: the guard's checks hold in any case, and an `identity`
+    /// encoding or a `100-continue` expectation (in any case) is no reason to refuse.
+    @Test func theGuardsChecksHoldWhateverTheCaseOfTheNames() async throws {
+        let cluster = try await Cluster()
+        let port = cluster.replicas[0].port
+        let twoHosts = try Self.exchange(port, "GET /healthz HTTP/1.1\r\nHOST: a\r\nhost: b\r\n\r\n")
+        #expect(Self.statuses(twoHosts.text) == ["400"] && twoHosts.closed, "\(twoHosts.text)")
+        let gzip = try Self.exchange(
+            port, "POST /v1/predict HTTP/1.1\r\nHost: x\r\nCONTENT-ENCODING: Identity\r\ncontent-Encoding: GZIP\r\nContent-Length: 2\r\n\r\n{}")
+        #expect(Self.statuses(gzip.text) == ["415"] && gzip.closed, "\(gzip.text)")
+        let expect = try Self.exchange(port, "POST /v1/predict HTTP/1.1\r\nHost: x\r\nEXPECT: 200-ok\r\nContent-Length: 2\r\n\r\n{}")
+        #expect(Self.statuses(expect.text) == ["417"] && expect.closed, "\(expect.text)")
+        // Accepted fields: the request reaches authentication (401), and the connection stays open.
+        let fine = try Self.exchange(
+            port, "POST /v1/predict HTTP/1.1\r\nhOsT: x\r\nContent-ENCODING: IDENTITY\r\nexpect: 100-Continue\r\nContent-Length: 2\r\n\r\n{}")
+        #expect(Self.statuses(fine.text).last == "401" && !fine.closed, "\(fine.text)")
+    }
+
     @Test func aClientHangingUpMidBodyIsLoggedAsCancelledNotTooLarge() async throws {
         let cluster = try await Cluster()
         let key = try await cluster.createKey(scopes: ["predict"]).key
