@@ -74,13 +74,17 @@ struct LoadBalancerAbuseTests {
         for round in 0..<12 {
             for (name, request) in [("healthz", "GET /healthz HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n"), ("predict", predict)] {
                 let started = Date()
-                let answer = (try? RawConnection(port: lbPort, timeout: 1)).map { connection in
+                let answer: String
+                do {
+                    let connection = try RawConnection(port: lbPort, timeout: 1)
                     connection.send(request)
-                    return connection.receive(timeout: 1).text
+                    answer = connection.receive(timeout: 1).text
+                } catch {
+                    answer = "no connection (\(error))"
                 }
                 let took = Date().timeIntervalSince(started)
-                if answer?.hasPrefix("HTTP/1.1 200") != true || took > 1 {
-                    slow.append("round \(round) \(name): \(answer?.prefix(40) ?? "no connection") after \(took) s")
+                if !answer.hasPrefix("HTTP/1.1 200") || took > 1 {
+                    slow.append("round \(round) \(name): \(answer.prefix(100)) after \(took) s")
                 }
             }
             try await Task.sleep(for: .seconds(1))
