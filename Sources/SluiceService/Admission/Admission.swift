@@ -94,12 +94,14 @@ final class Admission: Sendable {
     /// `refusingProvenOverLimit` — the `429` of a key that earlier replies prove over its limit
     /// whatever the request costs, so that a flood is refused before its body is read.
     func screen(_ request: Request, _ context: SluiceRequestContext, refusingProvenOverLimit: Bool) async throws -> Screening {
+        // A key whose record is cached and fresh (the usual request) is found without a suspension.
         let presented = Self.presentedKey(request.headers)
+        let cached = authenticator.cachedAnswer(presented)
         let record: KeyRecord
-        if let cached = cachedRecord(presented) {
-            record = cached
+        if case .success(let known)? = cached {
+            record = known
         } else {
-            record = try await authenticate(request, presented: presented, context: context)
+            record = try await authenticate(request, presented: presented, cached: cached, context: context)
         }
         if refusingProvenOverLimit, let decision = provenDenial(record) {
             RequestFacts.record(keyID: record.id)

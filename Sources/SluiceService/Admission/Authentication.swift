@@ -14,15 +14,11 @@ extension Admission {
         try await authenticate(request, presented: Self.presentedKey(request.headers), context: context)
     }
 
-    /// The record of a key whose record this replica has cached and fresh (the usual request),
-    /// found without a suspension; `nil` for every other case, which
-    /// ``authenticate(_:context:)`` then decides (a refusal included).
-    func cachedRecord(_ presented: String?) -> KeyRecord? {
-        guard case .success(let record)? = authenticator.cachedAnswer(presented) else { return nil }
-        return record
-    }
-
-    func authenticate(_ request: Request, presented: String?, context: SluiceRequestContext) async throws -> KeyRecord {
+    /// With `cached`, what ``KeyAuthenticator/cachedAnswer(_:at:)`` already said of `presented`
+    /// (a refusal, say): not worked out a second time.
+    func authenticate(
+        _ request: Request, presented: String?, cached: Result<KeyRecord, AuthenticationError>? = nil, context: SluiceRequestContext
+    ) async throws -> KeyRecord {
         // Degraded mode: a key served while Redis fails, known to this replica, waits for no
         // Redis call. Every other key still asks Redis: with Redis Cluster the breaker may have
         // opened for one failed node while the others serve their keys as usual.
@@ -35,6 +31,7 @@ extension Admission {
         // closure set would be boxed on the heap for every request, cached keys included.)
         var clientKey: String { "client-\(clientAddress(request, context: context))" }
         do {
+            if let cached { return try cached.get() }
             return try await authenticator.authenticate(presented) {
                 limits.limiter.provenDenial(key: clientKey, policies: [limits.failedAuthPolicy]) != nil
             }
