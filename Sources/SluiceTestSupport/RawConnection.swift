@@ -9,37 +9,49 @@ public final class RawConnection {
     /// as per-address limits are concerned). Throws when the connection is refused or not
     /// accepted within `timeout` seconds (a server whose backlog is full).
     public init(port: Int, source: String = "127.0.0.1", timeout: Double = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
+        // The descriptor becomes `fd` only once connected: an init that throws after `fd` is set
+        // runs deinit, and a second close(2) of the same number may close another thread's new
+        // socket (the flood in LoadBalancerAbuseTests opens and closes thousands).
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
+        func fail(_ what: String, _ failure: Int32) -> TestSupportError {
+            close(descriptor)
+            return TestSupportError("\(what): errno \(failure)")
+        }
+        // The port is left to connect(), which picks it knowing the server; bind() would pick it
+        // blind.
+        var late: Int32 = 1
+        setsockopt(descriptor, Int32(IPPROTO_IP), Self.bindAddressNoPort, &late, socklen_t(MemoryLayout<Int32>.size))
         var local = Self.address(source, port: 0)
         let bound = withUnsafePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        guard bound == 0 else { throw fail("cannot bind to \(source)", errno) }
+        let flags = fcntl(descriptor, F_GETFL)
+        _ = fcntl(descriptor, F_SETFL, flags | O_NONBLOCK)
         var remote = Self.address("127.0.0.1", port: port)
         let connected = withUnsafePointer(to: &remote) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         var failure: Int32 = connected == 0 ? 0 : errno
-        if bound != 0 { failure = EADDRNOTAVAIL }
         if failure == EINPROGRESS {
-            var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            if poll(&descriptor, 1, Int32(timeout * 1000)) == 1 {
+            var polled = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+            if poll(&polled, 1, Int32(timeout * 1000)) == 1 {
                 var length = socklen_t(MemoryLayout<Int32>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
+                getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &failure, &length)
             } else {
                 failure = ETIMEDOUT
             }
         }
-        guard failure == 0 else {
-            close(fd)
-            throw TestSupportError("cannot connect to port \(port) from \(source): errno \(failure)")
-        }
-        _ = fcntl(fd, F_SETFL, flags)
+        guard failure == 0 else { throw fail("cannot connect to port \(port) from \(source)", failure) }
+        _ = fcntl(descriptor, F_SETFL, flags)
+        fd = descriptor
     }
 
     deinit { close(fd) }
+
+    /// Linux's `IP_BIND_ADDRESS_NO_PORT` (since 4.2): bind the address now, the port at connect().
+    private static let bindAddressNoPort: Int32 = 24
 
     /// Writes `text`; false once the peer has closed the connection.
     @discardableResult
