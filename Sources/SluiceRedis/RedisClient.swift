@@ -68,7 +68,7 @@ public final class RedisClient: RedisCommands {
         let sha: String
         if let cached = script.sha { sha = cached } else { sha = try await load(script) }
         do {
-            return try await send(RedisCommand("EVALSHA", script: Array(sha.utf8), call))
+            return try await send(RedisCommand("EVALSHA", script: sha.utf8, call))
         } catch .server(let message) where message.hasPrefix("NOSCRIPT") {
             // EVAL with the source cannot race another flush, and puts the script back in the cache.
             return try await send(RedisCommand("EVAL", script: script.source, call))

@@ -27,7 +27,7 @@ public struct ScriptCall: Sendable, Equatable {
 extension RedisCommand {
     /// `name script` (`EVALSHA <sha1>`, `EVAL <source>`) followed by `call`: the same command as
     /// `RedisCommand(name, [script, numkeys], keys, arguments)`, from the call's bytes as they are.
-    init(_ name: String, script: [UInt8], _ call: ScriptCall) {
+    init(_ name: String, script: some Collection<UInt8>, _ call: ScriptCall) {
         var encoded: [UInt8] = []
         encoded.reserveCapacity(name.utf8.count + script.count + call.tail.count + 32)
         Self.appendHeader(UInt8(ascii: "*"), 2 + call.count, to: &encoded)
